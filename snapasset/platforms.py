@@ -1,0 +1,46 @@
+"""The social platforms SnapAsset renders for (SPEC §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Platform", "PLATFORMS", "get_platform"]
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Platform:
+    id: str
+    name: str
+    width: int
+    height: int
+    max_bytes: int
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "width": self.width,
+                "height": self.height, "maxBytes": self.max_bytes}
+
+
+PLATFORMS: dict[str, Platform] = {p.id: p for p in (
+    Platform("instagram-post", "Instagram Post", 1080, 1080, 8 * MB),
+    Platform("instagram-portrait", "Instagram Portrait", 1080, 1350, 8 * MB),
+    Platform("instagram-story", "Instagram Story", 1080, 1920, 8 * MB),
+    Platform("twitter-post", "Twitter Post", 1200, 675, 5 * MB),
+    Platform("twitter-header", "Twitter Header", 1500, 500, 5 * MB),
+    Platform("facebook-post", "Facebook Post", 1200, 630, 8 * MB),
+    Platform("facebook-cover", "Facebook Cover", 820, 312, 8 * MB),
+    Platform("linkedin-post", "LinkedIn Post", 1200, 627, 5 * MB),
+    Platform("pinterest-pin", "Pinterest Pin", 1000, 1500, 20 * MB),
+    Platform("youtube-thumbnail", "YouTube Thumbnail", 1280, 720, 2 * MB),
+    Platform("og-image", "Open Graph Image", 1200, 630, 8 * MB),
+)}
+
+
+def get_platform(platform_id: str) -> Platform:
+    """Return the platform with this id; KeyError when unknown."""
+    return PLATFORMS[platform_id]

@@ -1,0 +1,45 @@
+"""The port every image model sits behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from snapasset.platforms import Platform
+
+__all__ = ["GenerationRequest", "GeneratedImage", "ImageProvider", "PartialImageCallback"]
+
+# Called with the bytes (PNG/JPEG/WebP) of a partial image while the model is still drawing.
+PartialImageCallback = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    width: int
+    height: int
+    quality: str = "auto"          # low | medium | high | auto (standard/hd already mapped)
+    style: str | None = None       # vivid | natural, a hint only
+    output_format: str = "png"     # what the provider should return when it has the choice
+
+
+@dataclass
+class GeneratedImage:
+    data: bytes                    # encoded image bytes as the model returned them
+    provider: str                  # "local" | "openai"
+    model: str
+    revised_prompt: str | None = None
+    usage: dict | None = field(default=None)
+
+
+class ImageProvider(Protocol):
+    name: str
+    model: str
+
+    def choose_size(self, platforms: Sequence[Platform]) -> tuple[int, int]:
+        """The (width, height) to ask the model for, losing least when cropped to every platform."""
+
+    def generate(self, request: GenerationRequest, *,
+                 on_partial: PartialImageCallback | None = None) -> GeneratedImage:
+        """Draw one image. Raises snapasset.errors.JobFailure subclasses for known failures."""
