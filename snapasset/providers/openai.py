@@ -1,0 +1,305 @@
+"""The OpenAI Images API behind the ImageProvider port (GPT image models).
+
+The client is built lazily and never retries on its own: a failed call becomes a coded
+JobFailure at once, and the job decides whether and when to try again (honouring
+``retry_after``), so one attempt of a job is exactly one request to OpenAI.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from snapasset.errors import (
+    ContentPolicyViolation, InvalidImage, JobFailure, JobTimedOut, ProviderError, ProviderRateLimited,
+)
+from snapasset.platforms import Platform
+from snapasset.providers.base import GeneratedImage, GenerationRequest, PartialImageCallback
+
+__all__ = ["OpenAIProvider", "MODELS"]
+
+# The three sizes every GPT image model accepts.
+STANDARD_SIZES: tuple[tuple[int, int], ...] = ((1024, 1024), (1536, 1024), (1024, 1536))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    flexible_size: bool      # any WxH within the limits below, else only STANDARD_SIZES
+    streaming: bool = True   # stream=True with partial_images
+
+
+MODELS: dict[str, ModelSpec] = {
+    "gpt-image-1": ModelSpec(flexible_size=False),
+    "gpt-image-1-mini": ModelSpec(flexible_size=False),
+    "gpt-image-1.5": ModelSpec(flexible_size=False),
+    "gpt-image-2": ModelSpec(flexible_size=True),
+}
+# A dated snapshot ("gpt-image-2-2026-04-21") behaves as its family.
+_SNAPSHOT = re.compile(r"^(?P<family>.+?)-\d{4}-\d{2}-\d{2}$")
+
+# gpt-image-2 custom sizes: sides divisible by 16, ratio within 1:3..3:1, total pixels in
+# [655,360, 8,294,400], longest side <= 3840. Sizes above 2560x1440 are "experimental" per
+# the API reference, so we stay at or under that pixel count; we ask for a 1536 long side,
+# which covers the largest platform (1920 long side) after an upscale of at most 1.25x
+# and costs the same order of tokens as the fixed 1536x1024 size.
+FLEX_MULTIPLE = 16
+FLEX_LONG_SIDE = 1536
+FLEX_MIN_PIXELS = 655_360
+FLEX_MAX_PIXELS = 2560 * 1440
+FLEX_MAX_SIDE = 3840
+FLEX_MIN_RATIO, FLEX_MAX_RATIO = 1 / 3, 3.0
+
+QUALITIES = frozenset({"low", "medium", "high", "auto"})
+OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
+
+# What OpenAI answers when its safety system refuses a prompt.
+_MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
+_MODERATION_TEXT = re.compile(r"safety system|content policy|moderation", re.IGNORECASE)
+_BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+_SECRET_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{4,}")
+
+
+def _model_spec(model: str) -> ModelSpec:
+    spec = MODELS.get(model)
+    if spec is None and (match := _SNAPSHOT.match(model)):
+        spec = MODELS.get(match["family"])
+    if spec is None:
+        raise ValueError(f"unknown OpenAI image model {model!r}; expected one of {', '.join(MODELS)} "
+                         "(or a dated snapshot of one)")
+    return spec
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+def fit_flexible_size(width: int, height: int) -> tuple[int, int]:
+    """Bring a wished-for size within gpt-image-2's limits, keeping its aspect as far as they allow."""
+    ratio = min(max(width / height, FLEX_MIN_RATIO), FLEX_MAX_RATIO)
+    pixels = width * height
+    scale = 1.0
+    if pixels > FLEX_MAX_PIXELS:
+        scale = (FLEX_MAX_PIXELS / pixels) ** 0.5
+    elif pixels < FLEX_MIN_PIXELS:
+        scale = (FLEX_MIN_PIXELS / pixels) ** 0.5
+    height_f = (width * height * scale * scale / ratio) ** 0.5
+    w, h = _round_to(height_f * ratio, FLEX_MULTIPLE), _round_to(height_f, FLEX_MULTIPLE)
+    # Rounding may step just outside a bound; nudge by one multiple until inside.
+    while (w * h > FLEX_MAX_PIXELS or max(w, h) > FLEX_MAX_SIDE) and min(w, h) > FLEX_MULTIPLE:
+        if w >= h:
+            w -= FLEX_MULTIPLE
+        else:
+            h -= FLEX_MULTIPLE
+    while w * h < FLEX_MIN_PIXELS:
+        if w <= h:
+            w += FLEX_MULTIPLE
+        else:
+            h += FLEX_MULTIPLE
+    while w / h > FLEX_MAX_RATIO:
+        h += FLEX_MULTIPLE
+    while h / w > FLEX_MAX_RATIO:
+        w += FLEX_MULTIPLE
+    return w, h
+
+
+def _verified_image(b64: str | None, what: str) -> bytes:
+    """Decode base64 image data and make sure Pillow reads it as an image."""
+    from PIL import Image
+
+    if not b64:
+        raise InvalidImage(f"the image model returned no {what}")
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImage(f"the image model returned a {what} that is not valid base64") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except Exception:  # Pillow raises many types (UnidentifiedImageError, SyntaxError, DecompressionBomb…)
+        raise InvalidImage(f"the image model returned a {what} that is not a readable image") from None
+    return data
+
+
+class OpenAIProvider:
+    """Draws with a GPT image model through the official ``openai`` client."""
+
+    name = "openai"
+
+    def __init__(self, *, api_key: str, model: str = "gpt-image-1", base_url: str | None = None,
+                 timeout: float = 120.0, partial_images: int = 2, client=None):
+        if not api_key and client is None:
+            raise ValueError("OpenAIProvider needs an api_key")
+        if not 0 <= partial_images <= 3:
+            raise ValueError(f"partial_images must be between 0 and 3, got {partial_images}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.model = model
+        self._spec = _model_spec(model)
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout = timeout
+        self._partial_images = partial_images
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the key
+        return f"OpenAIProvider(model={self.model!r}, base_url={self._base_url!r})"
+
+    # -- size --------------------------------------------------------------------------------
+    def choose_size(self, platforms: Sequence[Platform]) -> tuple[int, int]:
+        from snapasset import imaging
+
+        if not self._spec.flexible_size:
+            return tuple(imaging.best_size(platforms, STANDARD_SIZES))
+        aspect = imaging.best_aspect(platforms, min_ratio=FLEX_MIN_RATIO, max_ratio=FLEX_MAX_RATIO)
+        width, height = imaging.size_for_aspect(aspect, long_side=FLEX_LONG_SIDE, multiple=FLEX_MULTIPLE)
+        return fit_flexible_size(width, height)
+
+    def _size_param(self, request: GenerationRequest) -> str:
+        size = (request.width, request.height)
+        if self._spec.flexible_size:
+            size = fit_flexible_size(*size)
+        elif size not in STANDARD_SIZES:
+            raise ValueError(f"{self.model} draws only at {', '.join(f'{w}x{h}' for w, h in STANDARD_SIZES)}; "
+                             f"got {request.width}x{request.height} (use choose_size)")
+        return f"{size[0]}x{size[1]}"
+
+    # -- generation --------------------------------------------------------------------------
+    def _openai(self):
+        with self._client_lock:
+            if self._client is None:
+                import openai
+
+                self._client = openai.OpenAI(api_key=self._api_key, base_url=self._base_url,
+                                             timeout=self._timeout, max_retries=0)
+            return self._client
+
+    def generate(self, request: GenerationRequest, *,
+                 on_partial: PartialImageCallback | None = None) -> GeneratedImage:
+        if request.quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {sorted(QUALITIES)}, got {request.quality!r}")
+        params = {
+            "model": self.model,
+            "prompt": request.prompt,
+            "size": self._size_param(request),
+            "quality": request.quality,
+            "n": 1,
+        }
+        if request.output_format in OUTPUT_FORMATS:
+            params["output_format"] = request.output_format
+        # request.style is a DALL·E-era hint the GPT image models reject, so it is not sent.
+        stream = on_partial is not None and self._spec.streaming and self._partial_images > 0
+        try:
+            if stream:
+                return self._generate_streaming(params, on_partial)
+            return self._generate_once(params)
+        except JobFailure:
+            raise
+        except Exception as exc:
+            failure = self._failure_for(exc)
+            if failure is None:
+                raise
+            raise failure from None
+
+    def _generate_once(self, params: dict) -> GeneratedImage:
+        response = self._openai().images.generate(**params)
+        first = response.data[0] if response.data else None
+        data = _verified_image(first.b64_json if first else None, "image")
+        usage = response.usage.model_dump(exclude_none=True) if response.usage is not None else None
+        return GeneratedImage(data=data, provider=self.name, model=self.model,
+                              revised_prompt=getattr(first, "revised_prompt", None), usage=usage)
+
+    def _generate_streaming(self, params: dict, on_partial: PartialImageCallback) -> GeneratedImage:
+        events = self._openai().images.generate(**params, stream=True, partial_images=self._partial_images)
+        try:
+            for event in events:
+                kind = getattr(event, "type", None)
+                if kind == "image_generation.partial_image":
+                    try:
+                        partial = _verified_image(event.b64_json, "partial image")
+                    except InvalidImage:
+                        continue   # a bad preview is not worth failing the job for
+                    on_partial(partial)
+                elif kind == "image_generation.completed":
+                    data = _verified_image(event.b64_json, "image")
+                    usage = event.usage.model_dump(exclude_none=True) if getattr(event, "usage", None) else None
+                    return GeneratedImage(data=data, provider=self.name, model=self.model, usage=usage)
+        finally:
+            events.close()
+        raise ProviderError("the image model's stream ended before the image was completed", retryable=True)
+
+    # -- errors ------------------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "[redacted]")
+        return _SECRET_LIKE.sub("sk-[redacted]", text)
+
+    def _failure_for(self, exc: Exception) -> JobFailure | None:
+        """The coded failure for an exception of the openai package; None for anything else."""
+        import openai
+
+        if not isinstance(exc, openai.OpenAIError):
+            return None
+        if isinstance(exc, openai.APITimeoutError):
+            return JobTimedOut(f"the image model did not answer within {self._timeout:g}s", retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderError("could not reach the image model (connection failed)", retryable=True)
+        if not isinstance(exc, openai.APIError):
+            return ProviderError(self._redact(f"the image model client failed: {exc}"), retryable=False)
+
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        detail = self._redact(detail or "")
+        code = exc.code or ""
+        status = getattr(exc, "status_code", None)
+
+        if code in _MODERATION_CODES or _MODERATION_TEXT.search(detail):
+            return ContentPolicyViolation("the prompt was refused by the image model's safety system"
+                                          + (f": {detail}" if detail else ""))
+        if code in _BILLING_CODES:
+            return ProviderError(f"the OpenAI account cannot pay for this request ({code})", retryable=False)
+        if status is None:   # an error event inside a stream: the server's own failure
+            if code == "rate_limit_exceeded":
+                return ProviderRateLimited(f"the image model is rate limited: {detail}", retryable=True)
+            return ProviderError(f"the image model failed while drawing: {detail or code or 'unknown error'}",
+                                 retryable=True)
+        retry_after = _retry_after(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
+        if status == 429:
+            return ProviderRateLimited(f"the image model is rate limited (429): {detail}",
+                                       retryable=True, retry_after=retry_after)
+        if status == 401:
+            return ProviderError("the OpenAI API key was rejected (401)", retryable=False)
+        if status == 403:
+            return ProviderError(f"the OpenAI account may not use {self.model} (403): {detail}", retryable=False)
+        if status == 404:
+            return ProviderError(f"the image model {self.model} was not found (404): {detail}", retryable=False)
+        if status in (408, 409) or status >= 500:
+            return ProviderError(f"the image model failed ({status}): {detail or 'server error'}",
+                                 retryable=True, retry_after=retry_after)
+        return ProviderError(f"the image model refused the request ({status}): {detail}", retryable=False)
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds from Retry-After / retry-after-ms; None when absent or a date we do not parse."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+            from datetime import datetime, timezone
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        if seconds >= 0:
+            return seconds
+    return None
