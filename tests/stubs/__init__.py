@@ -1,0 +1,1 @@
+"""Local HTTP stand-ins for the services SnapAsset talks to, spoken to by the real clients."""

@@ -1,0 +1,178 @@
+"""A local OpenAI Images API (``POST /v1/images/generations``) for the real ``openai`` client.
+
+    stub = OpenAIImagesStub.start()
+    stub.script([rate_limited(retry_after=7), success()])   # one reply per call, in order
+    client = openai.OpenAI(api_key="sk-test", base_url=stub.base_url, max_retries=0)
+    ...
+    stub.requests[0].json["size"]; stub.stop()
+
+When the script runs out, every call gets ``success()``. Images are real PNGs of the size
+asked for (``auto`` → 1024x1024), so they decode with Pillow.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ._server import RecordedRequest, Reply, StubServer
+
+__all__ = ["OpenAIImagesStub", "Scripted", "success", "stream", "moderation_blocked", "rate_limited",
+           "server_error", "error", "garbage", "slow", "png_bytes"]
+
+DEFAULT_USAGE = {"input_tokens": 50, "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
+                 "output_tokens": 4160, "total_tokens": 4210}
+
+
+def png_bytes(width: int = 64, height: int = 64, color=(200, 120, 40)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass
+class Scripted:
+    """One scripted answer: ``kind`` picks the shape, the rest tunes it."""
+    kind: str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict | None = None
+    revised_prompt: str | None = None
+    usage: dict | None = field(default_factory=lambda: dict(DEFAULT_USAGE))
+    partials: int = 0
+    image_b64: str | None = None      # overrides the generated image
+    delay: float = 0.0
+
+
+def success(*, revised_prompt: str | None = None, usage: dict | None = DEFAULT_USAGE,
+            image_b64: str | None = None) -> Scripted:
+    return Scripted("success", revised_prompt=revised_prompt, usage=usage, image_b64=image_b64)
+
+
+def stream(partials: int = 2, *, image_b64: str | None = None) -> Scripted:
+    """SSE: ``partials`` image_generation.partial_image events, then image_generation.completed."""
+    return Scripted("stream", partials=partials, image_b64=image_b64)
+
+
+def error(status: int, message: str, *, code: str | None = None, type: str = "invalid_request_error",
+          param: str | None = None, headers: dict[str, str] | None = None) -> Scripted:
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return Scripted("error", status=status, body=body, headers=headers or {})
+
+
+def moderation_blocked() -> Scripted:
+    return error(400, "Your request was rejected as a result of our safety system. Your request may "
+                      "contain content that is not allowed by our safety system.",
+                 code="moderation_blocked", type="image_generation_user_error")
+
+
+def rate_limited(retry_after: int = 7) -> Scripted:
+    return error(429, "Rate limit reached for gpt-image-1 in organization org-test on images per minute.",
+                 code="rate_limit_exceeded", type="requests", headers={"Retry-After": str(retry_after)})
+
+
+def server_error(status: int = 500) -> Scripted:
+    return error(status, "The server had an error while processing your request.", type="server_error")
+
+
+def garbage() -> Scripted:
+    """A 200 whose b64_json is valid base64 of bytes that are not an image."""
+    return success(image_b64=_b64(b"this is not an image at all" * 10))
+
+
+def slow(seconds: float) -> Scripted:
+    """Answer (successfully) only after ``seconds``: longer than a short client timeout."""
+    reply = success()
+    reply.delay = seconds
+    return reply
+
+
+class OpenAIImagesStub(StubServer):
+    def __init__(self):
+        super().__init__()
+        self._script: deque[Scripted] = deque()
+        self._script_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def script(self, replies: list[Scripted]) -> None:
+        with self._script_lock:
+            self._script.extend(replies)
+
+    @property
+    def generations(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v1/images/generations"]
+
+    def _next(self) -> Scripted:
+        with self._script_lock:
+            return self._script.popleft() if self._script else success()
+
+    def respond(self, request: RecordedRequest) -> Reply:
+        if request.method != "POST" or request.path != "/v1/images/generations":
+            return Reply.json({"error": {"message": f"Invalid URL ({request.method} {request.path})",
+                                         "type": "invalid_request_error", "param": None, "code": None}}, 404)
+        params = request.json or {}
+        scripted = self._next()
+        if scripted.kind == "error":
+            reply = Reply.json(scripted.body, scripted.status, scripted.headers)
+        elif scripted.kind == "stream" or (scripted.kind == "success" and params.get("stream")):
+            reply = self._stream(params, scripted)
+        else:
+            reply = self._success(params, scripted)
+        reply.delay = scripted.delay
+        return reply
+
+    @staticmethod
+    def _size(params: dict) -> tuple[int, int]:
+        size = params.get("size") or "auto"
+        if size == "auto":
+            return 1024, 1024
+        width, height = size.split("x")
+        return int(width), int(height)
+
+    def _success(self, params: dict, scripted: Scripted) -> Reply:
+        image = scripted.image_b64 or _b64(png_bytes(*self._size(params)))
+        item = {"b64_json": image}
+        if scripted.revised_prompt is not None:
+            item["revised_prompt"] = scripted.revised_prompt
+        body = {"created": int(time.time()), "data": [item], "size": params.get("size"),
+                "quality": params.get("quality"), "output_format": params.get("output_format", "png"),
+                "background": "opaque"}
+        if scripted.usage is not None:
+            body["usage"] = scripted.usage
+        return Reply.json(body, headers={"x-request-id": "req_stub"})
+
+    def _stream(self, params: dict, scripted: Scripted) -> Reply:
+        width, height = self._size(params)
+        common = {"background": "opaque", "created_at": int(time.time()),
+                  "output_format": params.get("output_format", "png"),
+                  "quality": params.get("quality", "auto"), "size": f"{width}x{height}"}
+        count = scripted.partials or int(params.get("partial_images") or 0)
+        chunks = []
+        for index in range(count):
+            shade = 60 + 40 * index
+            event = {"type": "image_generation.partial_image", "partial_image_index": index,
+                     "b64_json": _b64(png_bytes(width // 4, height // 4, (shade, shade, shade))), **common}
+            chunks.append(_sse(event))
+        final = {"type": "image_generation.completed",
+                 "b64_json": scripted.image_b64 or _b64(png_bytes(width, height)),
+                 "usage": scripted.usage or DEFAULT_USAGE, **common}
+        chunks.append(_sse(final))
+        return Reply(status=200, headers={"Content-Type": "text/event-stream"}, chunks=chunks)
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()

@@ -1,0 +1,291 @@
+"""OpenAIProvider through the real ``openai`` client against a local Images API."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from snapasset.errors import (
+    ContentPolicyViolation, ErrorCode, InvalidImage, JobTimedOut, ProviderError, ProviderRateLimited,
+)
+from snapasset.platforms import PLATFORMS
+from snapasset.providers.base import GenerationRequest
+from snapasset.providers.openai import OpenAIProvider
+from tests.stubs.openai_images import (
+    OpenAIImagesStub, error, garbage, moderation_blocked, rate_limited, server_error, slow, stream, success,
+)
+
+API_KEY = "sk-test-SECRET-0123456789abcdef"
+
+
+@pytest.fixture
+def openai_stub():
+    stub = OpenAIImagesStub.start()
+    yield stub
+    stub.stop()
+
+
+def make_provider(stub, **kwargs) -> OpenAIProvider:
+    return OpenAIProvider(api_key=API_KEY, base_url=stub.base_url, **kwargs)
+
+
+def platforms(*ids):
+    return [PLATFORMS[i] for i in ids]
+
+
+def request_for(provider, *ids, quality="auto", **kwargs) -> GenerationRequest:
+    width, height = provider.choose_size(platforms(*ids))
+    return GenerationRequest(prompt="A lighthouse at dawn", width=width, height=height, quality=quality, **kwargs)
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+def assert_no_secret(exc: Exception):
+    assert API_KEY not in str(exc)
+    assert API_KEY not in getattr(exc, "message", "")
+
+
+# -- construction and size choice ------------------------------------------------------------
+
+def test_construction_is_offline_and_rejects_unknown_models(openai_stub):
+    OpenAIProvider(api_key=API_KEY, base_url="http://127.0.0.1:9/v1")   # nothing listens there: no I/O yet
+    with pytest.raises(ValueError, match="unknown OpenAI image model 'dall-e-3'"):
+        OpenAIProvider(api_key=API_KEY, model="dall-e-3")
+    with pytest.raises(ValueError, match="partial_images"):
+        OpenAIProvider(api_key=API_KEY, partial_images=5)
+    assert API_KEY not in repr(make_provider(openai_stub))
+    assert openai_stub.requests == []
+
+
+@pytest.mark.parametrize("model", ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"])
+def test_fixed_size_models_pick_the_standard_size_that_crops_least(model):
+    provider = OpenAIProvider(api_key=API_KEY, model=model)
+    assert provider.choose_size(platforms("twitter-post", "facebook-post")) == (1536, 1024)
+    assert provider.choose_size(platforms("instagram-story", "pinterest-pin")) == (1024, 1536)
+    assert provider.choose_size(platforms("instagram-post")) == (1024, 1024)
+
+
+@pytest.mark.parametrize("ids", [("twitter-post", "facebook-post"), ("instagram-story",), ("twitter-header",),
+                                 ("instagram-post",), tuple(PLATFORMS)])
+def test_gpt_image_2_asks_for_the_platforms_aspect_within_its_limits(ids):
+    provider = OpenAIProvider(api_key=API_KEY, model="gpt-image-2")
+    width, height = provider.choose_size(platforms(*ids))
+    assert width % 16 == 0 and height % 16 == 0
+    assert 1 / 3 <= width / height <= 3
+    assert 655_360 <= width * height <= 2560 * 1440 and max(width, height) <= 3840
+    if len(ids) == 1:   # one platform: its own aspect, within rounding to 16 px
+        assert abs(width / height - PLATFORMS[ids[0]].aspect) < 0.03
+
+
+def test_gpt_image_2_uses_16_9_for_landscape_posts():
+    provider = OpenAIProvider(api_key=API_KEY, model="gpt-image-2")
+    assert provider.choose_size(platforms("twitter-post", "facebook-post")) == (1536, 864)
+
+
+# -- success ---------------------------------------------------------------------------------
+
+def test_success_decodes_the_image_and_records_usage_and_size(openai_stub):
+    openai_stub.script([success(revised_prompt="A red lighthouse at dawn")])
+    provider = make_provider(openai_stub, model="gpt-image-1")
+    result = provider.generate(request_for(provider, "twitter-post", "facebook-post", quality="high"))
+
+    assert image_size(result.data) == (1536, 1024)
+    assert result.provider == "openai" and result.model == "gpt-image-1"
+    assert result.revised_prompt == "A red lighthouse at dawn"
+    assert result.usage["total_tokens"] == 4210 and result.usage["input_tokens_details"]["text_tokens"] == 50
+    [sent] = openai_stub.generations
+    assert sent.json["model"] == "gpt-image-1"
+    assert sent.json["size"] == "1536x1024"
+    assert sent.json["quality"] == "high"
+    assert sent.json["n"] == 1
+    assert "response_format" not in sent.json and "style" not in sent.json and "stream" not in sent.json
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+
+
+@pytest.mark.parametrize("quality", ["low", "medium", "high", "auto"])
+def test_quality_is_passed_through(openai_stub, quality):
+    provider = make_provider(openai_stub)
+    provider.generate(request_for(provider, "instagram-post", quality=quality))
+    assert openai_stub.generations[-1].json["quality"] == quality
+
+
+def test_gpt_image_2_request_carries_the_custom_size(openai_stub):
+    provider = make_provider(openai_stub, model="gpt-image-2")
+    result = provider.generate(request_for(provider, "twitter-post", "facebook-post", output_format="webp"))
+    sent = openai_stub.generations[-1].json
+    assert sent["size"] == "1536x864" and sent["model"] == "gpt-image-2" and sent["output_format"] == "webp"
+    assert image_size(result.data) == (1536, 864)
+
+
+def test_fixed_size_model_refuses_a_size_it_cannot_draw(openai_stub):
+    provider = make_provider(openai_stub, model="gpt-image-1")
+    with pytest.raises(ValueError, match="1536x1024"):
+        provider.generate(GenerationRequest(prompt="x", width=1536, height=864))
+    assert openai_stub.requests == []
+
+
+def test_usage_is_none_when_the_response_has_none(openai_stub):
+    openai_stub.script([success(usage=None)])
+    provider = make_provider(openai_stub)
+    assert provider.generate(request_for(provider, "instagram-post")).usage is None
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+def test_streaming_hands_each_partial_image_to_on_partial(openai_stub):
+    openai_stub.script([stream(partials=3)])
+    provider = make_provider(openai_stub, partial_images=3)
+    partials: list[bytes] = []
+    result = provider.generate(request_for(provider, "twitter-post"), on_partial=partials.append)
+
+    assert len(partials) == 3
+    for data in partials:
+        assert image_size(data) == (384, 256)
+    assert image_size(result.data) == (1536, 1024)
+    assert result.usage["total_tokens"] == 4210
+    [sent] = openai_stub.generations
+    assert sent.json["stream"] is True and sent.json["partial_images"] == 3
+
+
+def test_no_streaming_without_a_callback(openai_stub):
+    provider = make_provider(openai_stub)
+    provider.generate(request_for(provider, "instagram-post"))
+    assert "stream" not in openai_stub.generations[-1].json
+
+
+def test_an_exception_from_on_partial_propagates(openai_stub):
+    class Cancelled(Exception):
+        pass
+
+    def cancel(_data):
+        raise Cancelled()
+
+    openai_stub.script([stream(partials=2)])
+    provider = make_provider(openai_stub)
+    with pytest.raises(Cancelled):
+        provider.generate(request_for(provider, "instagram-post"), on_partial=cancel)
+
+
+# -- failures: exactly one request each, coded, no secret --------------------------------------
+
+def test_moderation_refusal_is_a_content_policy_violation(openai_stub):
+    openai_stub.script([moderation_blocked()])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ContentPolicyViolation) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert caught.value.code == ErrorCode.CONTENT_POLICY_VIOLATION
+    assert caught.value.retryable is False
+    assert "safety system" in caught.value.message
+    assert len(openai_stub.generations) == 1
+    assert_no_secret(caught.value)
+
+
+def test_moderation_refusal_inside_a_stream(openai_stub):
+    openai_stub.script([moderation_blocked()])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ContentPolicyViolation):
+        provider.generate(request_for(provider, "instagram-post"), on_partial=lambda data: None)
+    assert len(openai_stub.generations) == 1
+
+
+def test_rate_limit_carries_retry_after_and_is_not_retried_by_the_client(openai_stub):
+    openai_stub.script([rate_limited(retry_after=7)])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderRateLimited) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert caught.value.retryable is True
+    assert caught.value.retry_after == 7
+    assert caught.value.code == ErrorCode.PROVIDER_RATE_LIMITED
+    assert len(openai_stub.generations) == 1
+    assert_no_secret(caught.value)
+
+
+def test_quota_exhausted_is_not_retryable(openai_stub):
+    openai_stub.script([error(429, "You exceeded your current quota.", code="insufficient_quota",
+                              type="insufficient_quota")])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert not isinstance(caught.value, ProviderRateLimited)
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_retryable_provider_errors(openai_stub, status):
+    openai_stub.script([server_error(status)])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert caught.value.retryable is True and caught.value.code == ErrorCode.PROVIDER_ERROR
+    assert str(status) in caught.value.message
+    assert len(openai_stub.generations) == 1
+
+
+def test_a_rejected_key_is_not_retryable_and_not_echoed(openai_stub):
+    openai_stub.script([error(401, f"Incorrect API key provided: {API_KEY}.", code="invalid_api_key")])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert caught.value.retryable is False
+    assert "401" in caught.value.message
+    assert_no_secret(caught.value)
+    assert "sk-" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404])
+def test_other_client_errors_are_not_retryable(openai_stub, status):
+    openai_stub.script([error(status, f"Something about the request with key {API_KEY}", code="bad")])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert type(caught.value) is ProviderError and caught.value.retryable is False
+    assert_no_secret(caught.value)
+
+
+def test_garbage_image_bytes_are_an_invalid_image(openai_stub):
+    openai_stub.script([garbage()])
+    provider = make_provider(openai_stub)
+    with pytest.raises(InvalidImage) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert caught.value.code == ErrorCode.INVALID_IMAGE
+
+
+def test_undecodable_base64_is_an_invalid_image(openai_stub):
+    openai_stub.script([success(image_b64="%%% not base64 %%%")])
+    provider = make_provider(openai_stub)
+    with pytest.raises(InvalidImage):
+        provider.generate(request_for(provider, "instagram-post"))
+
+
+def test_a_slow_server_is_a_timeout_within_the_bound(openai_stub):
+    openai_stub.script([slow(5.0)])
+    provider = make_provider(openai_stub, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(JobTimedOut) as caught:
+        provider.generate(request_for(provider, "instagram-post"))
+    assert time.monotonic() - started < 3.0
+    assert caught.value.retryable is True and caught.value.code == ErrorCode.TIMEOUT
+    assert len(openai_stub.generations) == 1
+    assert_no_secret(caught.value)
+
+
+def test_an_unreachable_server_is_a_retryable_provider_error():
+    provider = OpenAIProvider(api_key=API_KEY, base_url="http://127.0.0.1:9/v1", timeout=2)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(GenerationRequest(prompt="x", width=1024, height=1024))
+    assert caught.value.retryable is True
+    assert_no_secret(caught.value)
+
+
+def test_the_stubbed_image_is_a_real_png(openai_stub):
+    provider = make_provider(openai_stub)
+    data = provider.generate(request_for(provider, "instagram-post")).data
+    assert data.startswith(b"\x89PNG")
+    assert base64.b64encode(data)  # round-trips
