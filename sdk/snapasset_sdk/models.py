@@ -1,0 +1,259 @@
+"""Typed views of the API's JSON (SPEC §6, §8).
+
+Each class has a ``from_json`` classmethod; attributes are snake_case, the
+original JSON is kept in ``raw``, and fields the SDK does not know yet are
+ignored, so a newer server does not break an older client.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "Image", "JobError", "JobResult", "Job", "JobSummary", "Event", "QueueStats",
+    "QueueState", "CleanResult", "Platform", "TERMINAL_STATUSES", "TERMINAL_EVENT_TYPES",
+]
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_EVENT_TYPES = frozenset({"done", "failed", "cancelled"})
+
+Raw = dict[str, Any]
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """ISO 8601 (a trailing ``Z`` included) to an aware datetime; None if absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return None
+
+
+def _object(value: Any) -> Raw:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class Image:
+    platform: str | None
+    platform_id: str | None
+    url: str | None
+    width: int | None
+    height: int | None
+    size: int | None
+    format: str | None
+    blurhash: str | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> Image:
+        return cls(platform=data.get("platform"), platform_id=data.get("platformId"),
+                   url=data.get("url"), width=data.get("width"), height=data.get("height"),
+                   size=data.get("size"), format=data.get("format"),
+                   blurhash=data.get("blurhash"), raw=data)
+
+
+@dataclass
+class JobError:
+    code: str | None
+    message: str | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> JobError:
+        return cls(code=data.get("code"), message=data.get("message"), raw=data)
+
+
+@dataclass
+class JobResult:
+    success: bool
+    generation_id: str | None
+    images: list[Image]
+    revised_prompt: str | None
+    provider: str | None
+    model: str | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> JobResult:
+        return cls(success=bool(data.get("success", True)),
+                   generation_id=data.get("generationId"),
+                   images=[Image.from_json(i) for i in data.get("images") or []
+                           if isinstance(i, dict)],
+                   revised_prompt=data.get("revisedPrompt"), provider=data.get("provider"),
+                   model=data.get("model"), raw=data)
+
+
+@dataclass
+class Job:
+    """A job as ``GET /api/jobs/:id`` describes it; also what create/retry/cancel return
+    (those answers carry fewer fields; the rest are None)."""
+
+    job_id: str
+    status: str | None
+    progress: int | None = None
+    data: Raw = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    attempts_made: int | None = None
+    created_at: datetime | None = None
+    processed_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    failed_reason: str | None = None
+    message: str | None = None
+    estimated_time: str | None = None
+    stream_url: str | None = None
+    status_url: str | None = None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> Job:
+        result, error = data.get("result"), data.get("error")
+        return cls(job_id=data.get("jobId", ""), status=data.get("status"),
+                   progress=data.get("progress"), data=_object(data.get("data")),
+                   logs=list(data.get("logs") or []), attempts_made=data.get("attemptsMade"),
+                   created_at=_timestamp(data.get("createdAt")),
+                   processed_at=_timestamp(data.get("processedAt")),
+                   finished_at=_timestamp(data.get("finishedAt")),
+                   result=JobResult.from_json(result) if isinstance(result, dict) else None,
+                   error=JobError.from_json(error) if isinstance(error, dict) else None,
+                   failed_reason=data.get("failedReason"), message=data.get("message"),
+                   estimated_time=data.get("estimatedTime"), stream_url=data.get("streamUrl"),
+                   status_url=data.get("statusUrl"), raw=data)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass
+class JobSummary:
+    job_id: str
+    status: str | None
+    progress: int | None
+    created_at: datetime | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> JobSummary:
+        return cls(job_id=data.get("jobId", ""), status=data.get("status"),
+                   progress=data.get("progress"), created_at=_timestamp(data.get("createdAt")),
+                   raw=data)
+
+
+@dataclass
+class Event:
+    """One message of a job's live stream (SPEC §8); ``type`` says which kind."""
+
+    id: str | None
+    type: str | None
+    job_id: str | None = None
+    progress: int | None = None
+    stage: str | None = None
+    message: str | None = None
+    status: str | None = None
+    image: Image | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    will_retry: bool | None = None
+    preview: str | None = None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw, *, id: str | None = None) -> Event:
+        image, result, error = data.get("image"), data.get("result"), data.get("error")
+        return cls(id=id, type=data.get("type"), job_id=data.get("jobId"),
+                   progress=data.get("progress"), stage=data.get("stage"),
+                   message=data.get("message"), status=data.get("status"),
+                   image=Image.from_json(image) if isinstance(image, dict) else None,
+                   result=JobResult.from_json(result) if isinstance(result, dict) else None,
+                   error=JobError.from_json(error) if isinstance(error, dict) else None,
+                   will_retry=data.get("willRetry"), preview=data.get("preview"), raw=data)
+
+    @classmethod
+    def from_sse(cls, data: str, *, id: str | None = None, event: str = "message") -> Event:
+        """From an SSE message's data; a payload that is not a JSON object keeps its text
+        in ``raw["data"]`` and takes the SSE event name as its type."""
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return cls(id=id or None, type=event, raw={"data": data})
+        return cls.from_json(payload, id=id or None)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the last event of a job: ``done``, ``cancelled``, or a final ``failed``."""
+        if self.type == "failed":
+            return not self.will_retry
+        return self.type in TERMINAL_EVENT_TYPES
+
+
+@dataclass
+class QueueStats:
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    total: int
+    timestamp: datetime | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> QueueStats:
+        return cls(waiting=data.get("waiting", 0), active=data.get("active", 0),
+                   completed=data.get("completed", 0), failed=data.get("failed", 0),
+                   delayed=data.get("delayed", 0), total=data.get("total", 0),
+                   timestamp=_timestamp(data.get("timestamp")), raw=data)
+
+
+@dataclass
+class QueueState:
+    """The answer of pause/resume."""
+
+    paused: bool
+    timestamp: datetime | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> QueueState:
+        return cls(paused=bool(data.get("paused")), timestamp=_timestamp(data.get("timestamp")),
+                   raw=data)
+
+
+@dataclass
+class CleanResult:
+    removed: int
+    status: str | None
+    grace_ms: int | None
+    timestamp: datetime | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> CleanResult:
+        return cls(removed=data.get("removed", 0), status=data.get("status"),
+                   grace_ms=data.get("grace"), timestamp=_timestamp(data.get("timestamp")),
+                   raw=data)
+
+
+@dataclass
+class Platform:
+    id: str
+    name: str | None
+    width: int | None
+    height: int | None
+    max_bytes: int | None
+    raw: Raw = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> Platform:
+        return cls(id=data.get("id", ""), name=data.get("name"), width=data.get("width"),
+                   height=data.get("height"),
+                   max_bytes=data.get("maxBytes", data.get("maxFileSize")), raw=data)
