@@ -1,0 +1,37 @@
+"""SnapAsset: one prompt in, ready-to-post images out."""
+
+from __future__ import annotations
+
+__all__ = ["create_app"]
+
+
+def create_app(settings=None, *, redis=None):
+    """The web composition root: build every service the HTTP layer uses from settings.
+
+    `settings` defaults to Settings.from_env(); `redis` (a RedisHandle) defaults to the
+    configured server, or an embedded one.
+    """
+    from flask import Flask
+
+    from snapasset import errors
+    from snapasset.api import register_blueprints
+    from snapasset.api.common import EXTENSION, Services
+    from snapasset.auth import Authenticator
+    from snapasset.config import Settings
+    from snapasset.connections import open_redis
+    from snapasset.jobs import JobService
+
+    settings = settings or Settings.from_env()
+    redis = redis or open_redis(settings.redis_url, settings.data_dir)
+
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.json.sort_keys = False
+    app.extensions[EXTENSION] = Services(
+        settings=settings, redis=redis,
+        jobs=JobService(redis.client, settings),
+        auth=Authenticator(settings),
+    )
+    errors.init_app(app)
+    register_blueprints(app)
+    return app

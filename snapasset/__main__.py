@@ -1,0 +1,3 @@
+from snapasset.cli import main
+
+main()

@@ -1,0 +1,12 @@
+"""The HTTP layer: blueprints that parse, call a service and shape the JSON."""
+
+from __future__ import annotations
+
+from snapasset.api import jobs, meta
+
+__all__ = ["register_blueprints"]
+
+
+def register_blueprints(app) -> None:
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(jobs.bp)

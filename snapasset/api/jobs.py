@@ -1,0 +1,66 @@
+"""/api/jobs: create, read and list generation jobs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from snapasset.api.common import absolute_url, absolutize_result, json_body, require_user, services
+from snapasset.errors import APIError, ErrorCode
+from snapasset.jobs import Status
+from snapasset.schema import invalid, parse_job_request
+
+__all__ = ["bp"]
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+@bp.post("")
+def create_job():
+    request_body = parse_job_request(json_body())
+    user_id = require_user(request_body.user_id)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
+        raise invalid({"Idempotency-Key": f"must be 1 to {IDEMPOTENCY_KEY_MAX} characters"})
+    svc = services()
+    created = svc.jobs.create(user_id, request_body, idempotency_key=key)
+    body = dict(created.job)
+    token = svc.auth.mint_stream_token(user_id, body["jobId"])
+    body["statusUrl"] = absolute_url(body["statusUrl"])
+    body["streamUrl"] = absolute_url(f"/api/sse/jobs/{body['jobId']}?token={token}")
+    response = jsonify(body)
+    response.status_code = 201 if created.created else 200
+    response.headers["Location"] = body["statusUrl"]
+    return response
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):
+    user_id = require_user()
+    body = services().jobs.get(job_id, user_id)
+    if "result" in body:
+        body["result"] = absolutize_result(body["result"])
+    return jsonify(body)
+
+
+@bp.get("")
+def list_jobs():
+    user_id = require_user()
+    status = request.args.get("status") or None
+    details = {}
+    if status is not None and status not in Status.ALL:
+        details["status"] = f"must be one of {', '.join(Status.ALL)}"
+    raw_limit = request.args.get("limit", "20")
+    try:
+        limit = int(raw_limit)
+        if not 1 <= limit <= 100:
+            raise ValueError
+    except ValueError:
+        details["limit"] = "must be a whole number from 1 to 100"
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and not cursor.isdigit():
+        details["cursor"] = "is not a cursor this API handed out"
+    if details:
+        raise invalid(details)
+    return jsonify(services().jobs.list(user_id, status=status, limit=limit, cursor=cursor))

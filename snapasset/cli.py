@@ -1,0 +1,127 @@
+"""The `snapasset` command (SPEC §11)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from snapasset.config import ConfigError, Env, Settings
+
+__all__ = ["main", "cli", "web_command"]
+
+
+def load_settings() -> Settings:
+    """Read .env (development only) and the environment, or stop with the one-line reason."""
+    if (os.environ.get(Env.ENV) or "development").lower() != "production":
+        from dotenv import load_dotenv
+        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def web_command(settings: Settings, *, workers: int | None = None, bind: str | None = None) -> list[str]:
+    """The web process exactly as the Procfile starts it: gunicorn with gevent workers, so that
+    each SSE stream is a cheap greenlet rather than a pinned thread or process."""
+    workers = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+    return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
+            "--worker-connections", "4000", "--bind", bind or f"0.0.0.0:{settings.port}",
+            "--timeout", "60", "--graceful-timeout", "20", "--access-logfile", "-",
+            "snapasset:create_app()"]
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def cli(verbose: bool) -> None:
+    """SnapAsset: one prompt in, ready-to-post images out."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--user", "user_id", default=None, help="The user id (sub) of the token; default: a new dev user.")
+@click.option("--admin", is_flag=True, help="Mark the token's user as an admin (app_metadata.role).")
+@click.option("--ttl", default=24 * 3600, show_default=True, help="Lifetime in seconds.")
+def token(user_id: str | None, admin: bool, ttl: int) -> None:
+    """Mint an access token signed with the configured secret (SUPABASE_JWT_SECRET, or the dev secret)."""
+    import uuid
+
+    from snapasset.auth import mint_access_token
+    settings = load_settings()
+    try:
+        click.echo(mint_access_token(settings, user_id or str(uuid.uuid4()), ttl=ttl, admin=admin))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default $WEB_CONCURRENCY or 2).")
+def web(workers: int | None) -> None:
+    """Serve the API with gunicorn + gevent (the Procfile's web line)."""
+    settings = load_settings()
+    os.execv(sys.executable, web_command(settings, workers=workers))
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Run the jobs that are queued now, then exit.")
+def worker(burst: bool) -> None:
+    """Run a worker (the Procfile's worker line)."""
+    from workers.main import run
+    run(load_settings(), burst=burst)
+
+
+@cli.command()
+@click.option("--port", type=int, default=None, help="Web port (default $PORT or 3001).")
+def dev(port: int | None) -> None:
+    """Run everything on this machine: embedded Redis, the web app and a worker."""
+    from snapasset.auth import mint_access_token
+    from snapasset.connections import open_redis
+
+    settings = load_settings()
+    if port:
+        settings = settings.replace(port=port)
+    redis = open_redis(settings.redis_url, settings.data_dir)
+    env = {**os.environ, Env.REDIS_URL: redis.url, Env.PORT: str(settings.port)}
+    if not settings.jwt_secret:
+        env[Env.JWT_SECRET] = settings.signing_secret()
+    children = [
+        subprocess.Popen(web_command(settings, workers=1, bind=f"127.0.0.1:{settings.port}"), env=env),
+        subprocess.Popen([sys.executable, "-m", "snapasset", "worker"], env=env),
+    ]
+    url = f"http://localhost:{settings.port}"
+    token_value = mint_access_token(settings.replace(jwt_secret=env[Env.JWT_SECRET]), "dev-user")
+    click.echo(f"\nSnapAsset is running at {url}  (Redis: {'embedded' if redis.embedded else redis.url})")
+    click.echo(f"Dev token (user dev-user, 24 h):\n  {token_value}\n")
+    click.echo(f"Try:  curl -H 'Authorization: Bearer {token_value[:16]}...' {url}/api/platforms")
+    click.echo("Press Ctrl-C to stop.\n")
+
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    click.echo("SnapAsset stopped.")
+
+
+def main() -> None:
+    cli(prog_name="snapasset")

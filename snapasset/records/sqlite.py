@@ -1,0 +1,115 @@
+"""Generation records in a local SQLite file (same tables as the Supabase flavour)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing, contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from snapasset.records.base import GenerationRecord, ImageRecord
+
+__all__ = ["SqliteRecords"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    platforms TEXT NOT NULL,
+    options TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    revised_prompt TEXT,
+    usage TEXT,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS generations_user ON generations (user_id, created_at);
+CREATE TABLE IF NOT EXISTS generated_images (
+    generation_id TEXT NOT NULL REFERENCES generations (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    platform_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    storage_key TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    blurhash TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (generation_id, platform_id)
+);
+"""
+
+
+class SqliteRecords:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self):
+        # one short-lived connection per operation: safe across threads and forked workers
+        with closing(sqlite3.connect(self.path, timeout=30)) as db:
+            db.execute("PRAGMA foreign_keys=ON")
+            with db:
+                yield db
+
+    def save_generation(self, record: GenerationRecord) -> None:
+        row = asdict(record)
+        row["platforms"] = json.dumps(row["platforms"])
+        row["options"] = json.dumps(row["options"])
+        row["usage"] = json.dumps(row["usage"]) if row["usage"] is not None else None
+        row.pop("created_at")
+        with self._connect() as db:
+            db.execute(
+                """INSERT INTO generations (id, job_id, user_id, prompt, platforms, options, provider, model,
+                                            revised_prompt, usage, status)
+                   VALUES (:id, :job_id, :user_id, :prompt, :platforms, :options, :provider, :model,
+                           :revised_prompt, :usage, :status)
+                   ON CONFLICT (id) DO UPDATE SET provider=excluded.provider, model=excluded.model,
+                       revised_prompt=excluded.revised_prompt, usage=excluded.usage, status=excluded.status,
+                       updated_at=strftime('%Y-%m-%dT%H:%M:%fZ', 'now')""", row)
+
+    def save_image(self, record: ImageRecord) -> None:
+        row = asdict(record)
+        row.pop("extra")
+        with self._connect() as db:
+            db.execute(
+                """INSERT INTO generated_images (generation_id, user_id, platform_id, url, storage_key, width,
+                                                 height, size, format, blurhash)
+                   VALUES (:generation_id, :user_id, :platform_id, :url, :storage_key, :width, :height, :size,
+                           :format, :blurhash)
+                   ON CONFLICT (generation_id, platform_id) DO UPDATE SET url=excluded.url,
+                       storage_key=excluded.storage_key, width=excluded.width, height=excluded.height,
+                       size=excluded.size, format=excluded.format, blurhash=excluded.blurhash""", row)
+
+    def delete_generation(self, generation_id: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM generations WHERE id = ?", (generation_id,))
+
+    def get_generation(self, generation_id: str) -> dict | None:
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM generations WHERE id = ?", (generation_id,)).fetchone()
+            if row is None:
+                return None
+            images = db.execute("SELECT * FROM generated_images WHERE generation_id = ? ORDER BY platform_id",
+                                (generation_id,)).fetchall()
+        generation = dict(row)
+        for name in ("platforms", "options", "usage"):
+            if generation[name] is not None:
+                generation[name] = json.loads(generation[name])
+        generation["images"] = [dict(image) for image in images]
+        return generation
+
+    def check(self) -> None:
+        with self._connect() as db:
+            db.execute("SELECT 1")

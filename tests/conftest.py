@@ -1,0 +1,154 @@
+"""Shared fixtures: a real Redis (embedded unless SNAPASSET_TEST_REDIS_URL names one), settings in a
+temporary folder, the Flask app and client, tokens, and workers that run the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from snapasset import create_app
+from snapasset.auth import mint_access_token
+from snapasset.config import Env, Settings
+from snapasset.connections import RedisHandle, start_embedded_redis
+
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Redis server. Ours (embedded) unless told a URL; we never flush one we did not start."""
+    given = os.environ.get("SNAPASSET_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    handle = start_embedded_redis(tmp_path_factory.mktemp("redis"))
+    yield handle.url
+    handle.client.close()
+
+
+@pytest.fixture
+def redis_handle(redis_url) -> RedisHandle:
+    handle = RedisHandle(client=redis_lib.Redis.from_url(redis_url), url=redis_url)
+    yield handle
+    handle.client.close()
+
+
+@pytest.fixture
+def settings(tmp_path, redis_url) -> Settings:
+    # a queue of its own per test, so tests sharing one server never see each other's jobs
+    return Settings(
+        redis_url=redis_url, jwt_secret=TEST_JWT_SECRET, media_dir=tmp_path / "media",
+        database=tmp_path / "snapasset.db", data_dir=tmp_path / "data",
+        queue_name=f"test-{uuid.uuid4().hex[:10]}", retry_backoff=1, provider=os.environ.get("TMP_PROVIDER", "local"), job_timeout=60,
+        public_url="http://testserver",
+    )
+
+
+@pytest.fixture
+def app(settings, redis_handle):
+    app = create_app(settings, redis=redis_handle)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_token(settings):
+    def make(user_id: str | None = None, **kwargs) -> str:
+        return mint_access_token(settings, user_id or str(uuid.uuid4()), **kwargs)
+    return make
+
+
+@pytest.fixture
+def user():
+    """A fresh user: (id, headers)."""
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def auth(make_token, user):
+    return {"Authorization": f"Bearer {make_token(user)}"}
+
+
+@pytest.fixture
+def worker_ctx(settings, redis_handle):
+    """The worker's context for in-process runs, built by the worker's own bootstrap."""
+    from workers.bootstrap import bootstrap
+    return bootstrap(settings, redis=redis_handle)
+
+
+@pytest.fixture
+def run_jobs(worker_ctx):
+    """Run every queued job in this process with the shipped worker logic (burst)."""
+    from rq import SimpleWorker
+
+    from workers.worker import TerminalEventsMixin, build_worker
+
+    class InProcessWorker(TerminalEventsMixin, SimpleWorker):
+        pass
+
+    def run(**kwargs):
+        worker = build_worker(worker_ctx, InProcessWorker)
+        worker.work(burst=True, with_scheduler=True, **kwargs)
+        return worker
+    return run
+
+
+def settings_env(settings: Settings) -> dict:
+    """The environment that makes a subprocess read these same settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNAPASSET_", "SUPABASE_", "OPENAI_"))}
+    env.update({
+        Env.REDIS_URL: settings.redis_url, Env.JWT_SECRET: settings.jwt_secret,
+        Env.MEDIA_DIR: str(settings.media_dir), Env.DATABASE: str(settings.database),
+        Env.DATA_DIR: str(settings.data_dir), Env.QUEUE: settings.queue_name,
+        Env.RETRY_BACKOFF: str(settings.retry_backoff), Env.JOB_TIMEOUT: str(settings.job_timeout),
+        Env.PUBLIC_URL: settings.public_url or "", Env.PROVIDER: settings.provider,
+        Env.LOCAL_LATENCY: str(settings.local_latency), "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def worker_process(settings, tmp_path):
+    """Start real worker processes (`snapasset worker`, as the Procfile does) on the test's settings."""
+    started = []
+
+    def start(extra_env: dict | None = None, args: tuple = ()):
+        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "snapasset", "worker", *args],
+                                env={**settings_env(settings), **(extra_env or {})}, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,76 @@
+"""The RQ worker SnapAsset ships: RQ's own job handling, plus the terminal events of each job.
+
+Terminal events (`done`, `failed`, `cancelled`) are published after RQ has stored the job's
+final state, so a client that reacts to them by fetching the job sees that state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from snapasset import events
+from snapasset.config import Settings
+from snapasset.events import EventType
+from snapasset.jobs import open_queue
+from workers.bootstrap import WorkerContext, bootstrap, current_context
+from workers.pipeline import discard_outputs
+
+__all__ = ["TerminalEventsMixin", "SnapAssetWorker", "build_worker", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+class TerminalEventsMixin:
+    """Publishes each job's terminal event once RQ has persisted the outcome."""
+
+    def handle_job_success(self, job: Job, queue, started_job_registry, execution):
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        self._publish(job, {"type": EventType.DONE, "progress": 100, "result": job._result})
+
+    def handle_job_failure(self, job: Job, queue, started_job_registry=None, exc_string="", execution=None):
+        if job.meta.get("cancelled"):
+            self._stopped_job_id = job.id       # RQ's own path for a stopped job: STOPPED, never retried
+        cancelled = self._stopped_job_id == job.id
+        will_retry = job.should_retry and not cancelled
+        delay = job.get_retry_interval() if will_retry else None
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
+                                   exc_string=exc_string, execution=execution)
+        if cancelled:
+            ctx = current_context()
+            if not job.meta.get("cancelled"):    # the work horse was killed mid-way: clean up after it
+                discard_outputs(ctx, job.id, job.args[0])
+            self._publish(job, {"type": EventType.CANCELLED, "message": "Job cancelled"})
+            return
+        error = job.meta.get("error") or {"code": "WORKER_LOST", "message": "The job's worker stopped unexpectedly"}
+        event = {"type": EventType.FAILED, "error": error, "willRetry": will_retry,
+                 "attemptsMade": job.meta.get("attempt", 1)}
+        if delay is not None:
+            event["retryIn"] = delay
+        self._publish(job, event)
+
+    def _publish(self, job: Job, event: dict) -> None:
+        ctx: WorkerContext = current_context()
+        try:
+            events.publish(ctx.redis.client, job.id, job.meta["userId"], event, ttl=ctx.settings.job_ttl)
+        except Exception:   # the job's state is already stored; a lost event must not undo it
+            log.exception("could not publish %s for job %s", event["type"], job.id)
+
+
+class SnapAssetWorker(TerminalEventsMixin, Worker):
+    pass
+
+
+def build_worker(ctx: WorkerContext, worker_class=SnapAssetWorker, **kwargs):
+    queue = open_queue(ctx.redis.client, ctx.settings)
+    return worker_class([queue], connection=ctx.redis.client, serializer=JSONSerializer, **kwargs)
+
+
+def run_worker(settings: Settings | None = None, *, burst: bool = False) -> None:
+    """The worker process's entry: bootstrap, then work with RQ's scheduler running (for retries)."""
+    ctx = bootstrap(settings)
+    worker = build_worker(ctx)
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
