@@ -47,7 +47,7 @@ def settings(tmp_path, redis_url) -> Settings:
     return Settings(
         redis_url=redis_url, jwt_secret=TEST_JWT_SECRET, media_dir=tmp_path / "media",
         database=tmp_path / "snapasset.db", data_dir=tmp_path / "data",
-        queue_name=f"test-{uuid.uuid4().hex[:10]}", retry_backoff=1, provider=os.environ.get("TMP_PROVIDER", "local"), job_timeout=60,
+        queue_name=f"test-{uuid.uuid4().hex[:10]}", retry_backoff=1, job_timeout=60,
         public_url="http://testserver",
     )
 
