@@ -47,7 +47,7 @@ class Image:
     size: int | None
     format: str | None
     blurhash: str | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> Image:
@@ -61,7 +61,7 @@ class Image:
 class JobError:
     code: str | None
     message: str | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> JobError:
@@ -76,7 +76,7 @@ class JobResult:
     revised_prompt: str | None
     provider: str | None
     model: str | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> JobResult:
@@ -109,7 +109,7 @@ class Job:
     estimated_time: str | None = None
     stream_url: str | None = None
     status_url: str | None = None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> Job:
@@ -137,7 +137,7 @@ class JobSummary:
     status: str | None
     progress: int | None
     created_at: datetime | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> JobSummary:
@@ -162,7 +162,7 @@ class Event:
     error: JobError | None = None
     will_retry: bool | None = None
     preview: str | None = None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw, *, id: str | None = None) -> Event:
@@ -204,7 +204,7 @@ class QueueStats:
     delayed: int
     total: int
     timestamp: datetime | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> QueueStats:
@@ -220,7 +220,7 @@ class QueueState:
 
     paused: bool
     timestamp: datetime | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> QueueState:
@@ -234,7 +234,7 @@ class CleanResult:
     status: str | None
     grace_ms: int | None
     timestamp: datetime | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> CleanResult:
@@ -250,7 +250,7 @@ class Platform:
     width: int | None
     height: int | None
     max_bytes: int | None
-    raw: Raw = field(default_factory=dict, repr=False)
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> Platform:
