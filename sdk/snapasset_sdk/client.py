@@ -377,12 +377,11 @@ def _check_deadline(deadline: float | None, label: str) -> None:
 
 
 def _iter_chunks(response: requests.Response) -> Iterator[bytes]:
-    """Bytes as they arrive. For a chunked body requests yields each chunk; a body
-    delimited by closing the connection is read with ``read1`` so that a read
-    returns what has arrived instead of waiting for a full buffer."""
+    """Bytes as they arrive: ``read1`` returns whatever one network read brought
+    (chunked or not), where ``iter_content`` may wait to fill a buffer first."""
     raw = response.raw
-    if getattr(raw, "chunked", False) or not hasattr(raw, "read1"):
+    if not hasattr(raw, "read1"):  # urllib3 1.x
         yield from response.iter_content(chunk_size=None)
         return
-    while chunk := raw.read1(STREAM_CHUNK):
+    while chunk := raw.read1(STREAM_CHUNK, decode_content=True):
         yield chunk
