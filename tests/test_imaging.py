@@ -1,0 +1,307 @@
+"""snapasset.imaging: what a user of the rendered images would notice."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+import struct
+import zlib
+
+import blurhash
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+from snapasset import imaging
+from snapasset.errors import InvalidImage
+from snapasset.platforms import PLATFORMS, Platform
+
+PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+GPT_IMAGE_SIZES = [(1024, 1024), (1536, 1024), (1024, 1536)]
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **params) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def noise(size: tuple[int, int], seed: int = 1) -> Image.Image:
+    rnd = random.Random(seed)
+    return Image.frombytes("RGB", size, rnd.randbytes(size[0] * size[1] * 3))
+
+
+def scene(size=(900, 600)) -> Image.Image:
+    """A smooth gradient with some shapes: compresses like a picture, not like noise."""
+    img = Image.linear_gradient("L").resize(size).convert("RGB")
+    d = ImageDraw.Draw(img)
+    for i in range(12):
+        d.ellipse((50 + i * 60, 200, 110 + i * 60, 260 + i * 10), fill=(200, 40 + i * 15, 90))
+    return img
+
+
+def subject_image(size, subject_box) -> Image.Image:
+    """A flat grey background with a bright, detailed checkered subject inside subject_box."""
+    img = Image.new("RGB", size, (90, 90, 90))
+    d = ImageDraw.Draw(img)
+    left, top, right, bottom = subject_box
+    rnd = random.Random(7)
+    for y in range(top, bottom, 10):
+        for x in range(left, right, 10):
+            d.rectangle((x, y, x + 9, y + 9), fill=(255, rnd.randint(150, 255), rnd.randint(0, 255)))
+    return img
+
+
+def opened(rendered: imaging.RenderedImage) -> Image.Image:
+    img = Image.open(io.BytesIO(rendered.data))
+    img.load()
+    return img
+
+
+@pytest.fixture(scope="module")
+def scene_png() -> bytes:
+    return encode(scene())
+
+
+# --------------------------------------------------------------------------- sizes, formats, caps
+
+@pytest.mark.parametrize("fmt", sorted(imaging.FORMATS))
+def test_every_platform_gets_its_exact_size_format_and_cap(scene_png, fmt):
+    rendered = imaging.render_all(scene_png, list(PLATFORMS.values()), fmt)
+    assert [r.platform_id for r in rendered] == list(PLATFORMS)
+    for platform, r in zip(PLATFORMS.values(), rendered):
+        img = opened(r)
+        assert img.size == (platform.width, platform.height) == (r.width, r.height)
+        assert img.format == PIL_FORMAT[fmt]
+        assert (r.content_type, r.extension) == imaging.FORMATS[fmt]
+        assert r.size == len(r.data) <= platform.max_bytes
+        assert r.blurhash
+
+
+def test_lossy_formats_step_quality_down_to_fit_a_small_cap():
+    source = noise((320, 320))
+    for fmt in ("jpeg", "webp"):
+        roomy = imaging.render(source, Platform("roomy", "Roomy", 320, 320, 10**8), fmt)
+        assert roomy.quality == 88
+        cap = (roomy.size + len(encode(source, PIL_FORMAT[fmt], quality=10))) // 2
+        tight = imaging.render(source, Platform("tight", "Tight", 320, 320, cap), fmt)
+        assert tight.size <= cap
+        assert tight.quality < roomy.quality
+        assert opened(tight).size == (320, 320)
+
+
+def test_png_falls_back_to_a_palette_when_lossless_is_over_the_cap():
+    source = noise((200, 200))
+    lossless = imaging.render(source, Platform("roomy", "Roomy", 200, 200, 10**8), "png")
+    assert opened(lossless).mode == "RGB"
+    cap = lossless.size * 2 // 3
+    fitted = imaging.render(source, Platform("tight", "Tight", 200, 200, cap), "png")
+    assert fitted.size <= cap
+    img = opened(fitted)
+    assert img.format == "PNG" and img.mode == "P" and img.size == (200, 200)
+
+
+@pytest.mark.parametrize("fmt", sorted(imaging.FORMATS))
+def test_an_impossible_cap_raises_invalid_image(fmt):
+    with pytest.raises(InvalidImage, match="cannot be encoded"):
+        imaging.render(noise((160, 160)), Platform("tiny", "Tiny", 160, 160, 200), fmt)
+
+
+# --------------------------------------------------------------------------- focal crop
+
+@pytest.mark.parametrize("size, subject, platform_id", [
+    ((1500, 500), (1300, 150, 1460, 350), "instagram-story"),   # subject at the right edge
+    ((1500, 500), (40, 150, 200, 350), "instagram-post"),       # at the left edge
+    ((500, 1500), (150, 40, 350, 200), "twitter-header"),       # at the top of a tall image
+])
+def test_focal_crop_keeps_a_subject_near_the_edge_in_frame(size, subject, platform_id):
+    img = subject_image(size, subject)
+    platform = PLATFORMS[platform_id]
+
+    centre_cut = img.crop(imaging.crop_box(img.size, platform.width, platform.height, (0.5, 0.5)))
+    assert ImageStat.Stat(centre_cut.convert("L")).stddev[0] < 1  # the centre has nothing in it
+
+    out = opened(imaging.render_all(encode(img), [platform], "jpeg")[0])
+    bright = out.convert("L").point(lambda v: 255 if v > 160 else 0)
+    share = ImageStat.Stat(bright).mean[0] / 255
+    assert share > 0.1, "the subject was cropped away"
+
+
+def test_focal_point_finds_the_subject():
+    fx, fy = imaging.focal_point(subject_image((1200, 800), (950, 500, 1150, 750)))
+    assert 0.75 < fx < 0.98 and 0.6 < fy < 0.97
+    assert imaging.focal_point(Image.new("RGB", (300, 200), (10, 20, 30))) == (0.5, 0.5)
+
+
+def test_crop_box_is_the_largest_box_of_the_aspect_kept_inside_the_image():
+    assert imaging.crop_box((1536, 1024), 1080, 1080, (0.5, 0.5)) == (256, 0, 1280, 1024)
+    assert imaging.crop_box((1536, 1024), 1080, 1080, (0.0, 0.5)) == (0, 0, 1024, 1024)
+    assert imaging.crop_box((1536, 1024), 1080, 1080, (1.0, 0.5)) == (512, 0, 1536, 1024)
+    left, top, right, bottom = imaging.crop_box((1000, 1000), 1500, 500, (0.5, 0.9))
+    assert (right - left, bottom - top) == (1000, 333) and bottom == 1000
+
+
+# --------------------------------------------------------------------------- inputs of every kind
+
+def halves(size, left_colour, right_colour, mode="RGB") -> Image.Image:
+    img = Image.new(mode, size, left_colour)
+    img.paste(right_colour, (size[0] // 2, 0, size[0], size[1]))
+    return img
+
+
+def test_exif_orientation_is_honoured_and_not_passed_on():
+    stored = halves((300, 200), (220, 20, 20), (20, 20, 220))  # red left, blue right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise: red on top, blue below
+    data = encode(stored, "JPEG", exif=exif.tobytes(), quality=95)
+
+    assert imaging.decode(data).size == (200, 300)
+    out = opened(imaging.render_all(data, [PLATFORMS["instagram-story"]], "jpeg")[0])
+    top = out.getpixel((540, 200))
+    bottom = out.getpixel((540, 1700))
+    assert top[0] > 150 and top[2] < 100, top
+    assert bottom[2] > 150 and bottom[0] < 100, bottom
+    assert 0x0112 not in out.getexif()
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: encode(Image.new("CMYK", (120, 80), (0, 255, 255, 0)), "JPEG"), id="cmyk-jpeg"),
+    pytest.param(lambda: encode(scene((120, 80)).convert("P"), "PNG"), id="palette-png"),
+    pytest.param(lambda: encode(scene((120, 80)).convert("P"), "GIF"), id="gif"),
+    pytest.param(lambda: encode(Image.new("LA", (120, 80), (128, 200))), id="gray-alpha"),
+    pytest.param(lambda: encode(Image.new("L", (120, 80), 128), "TIFF"), id="gray-tiff"),
+    pytest.param(lambda: encode(Image.new("I;16", (120, 80), 32768)), id="16-bit"),
+])
+@pytest.mark.parametrize("fmt", sorted(imaging.FORMATS))
+def test_inputs_of_every_colour_mode_render(make, fmt):
+    r = imaging.render_all(make(), [PLATFORMS["twitter-post"]], fmt)[0]
+    assert opened(r).size == (1200, 675)
+
+
+def test_cmyk_and_16_bit_keep_their_colours():
+    cmyk_red = imaging.decode(encode(Image.new("CMYK", (40, 40), (0, 255, 255, 0)), "JPEG"))
+    r, g, b = cmyk_red.getpixel((20, 20))
+    assert r > 200 and g < 60 and b < 60
+    mid_grey = imaging.decode(encode(Image.new("I;16", (40, 40), 32768)))
+    assert mid_grey.mode == "RGB"
+    assert 110 < mid_grey.getpixel((20, 20))[0] < 145  # scaled, not clipped to white
+
+
+def test_transparency_becomes_white_in_jpeg_and_stays_in_png_and_webp():
+    img = Image.new("RGBA", (200, 200), (0, 0, 0, 0))  # transparent black
+    ImageDraw.Draw(img).rectangle((80, 80, 120, 120), fill=(200, 0, 0, 255))
+    data = encode(img)
+
+    jpeg = opened(imaging.render_all(data, [PLATFORMS["instagram-post"]], "jpeg")[0])
+    assert jpeg.mode == "RGB"
+    assert min(jpeg.getpixel((20, 20))) > 245  # white, not black, where alpha was 0
+
+    for fmt in ("png", "webp"):
+        out = opened(imaging.render_all(data, [PLATFORMS["instagram-post"]], fmt)[0])
+        assert out.mode == "RGBA"
+        assert out.getpixel((20, 20))[3] == 0
+        assert out.getpixel((540, 540))[3] == 255
+
+
+def test_opaque_alpha_channel_is_dropped_on_decode():
+    assert imaging.decode(encode(Image.new("RGBA", (10, 10), (1, 2, 3, 255)))).mode == "RGB"
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+@pytest.mark.parametrize("data", [
+    b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
+    pytest.param(encode(scene((200, 200)))[:600], id="truncated-png"),
+    pytest.param(encode(scene((200, 200)), "JPEG")[:300], id="truncated-jpeg"),
+])
+def test_undecodable_bytes_raise_invalid_image(data):
+    with pytest.raises(InvalidImage):
+        imaging.decode(data)
+    with pytest.raises(InvalidImage):
+        imaging.render_all(data, [PLATFORMS["instagram-post"]], "jpeg")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims width × height pixels."""
+    data = bytearray(encode(Image.new("L", (1, 1))))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("width, height", [(8000, 8000), (60000, 60000)])
+def test_decompression_bombs_are_refused(width, height):
+    with pytest.raises(InvalidImage, match="too large"):
+        imaging.decode(png_claiming(width, height))
+
+
+# --------------------------------------------------------------------------- blurhash and previews
+
+def test_blurhash_decodes_to_the_images_colours_and_differs_between_images():
+    red_blue = halves((300, 200), (230, 20, 20), (20, 20, 230))
+    green = Image.new("RGB", (300, 200), (30, 200, 40))
+    hash_rb, hash_green = imaging.blurhash_for(red_blue), imaging.blurhash_for(green)
+    assert hash_rb != hash_green
+    assert len(hash_rb) == 6 + 2 * (4 * 3 - 1)  # 4×3 components
+
+    pixels = blurhash.decode(hash_rb, 30, 20)
+    left, right = pixels[10][2], pixels[10][27]
+    assert left[0] > left[2] + 80 and right[2] > right[0] + 80
+    flat = blurhash.decode(hash_green, 8, 8)[4][4]
+    assert flat[1] > 150 and flat[0] < 80 and flat[2] < 80
+
+
+def test_each_rendered_image_has_the_blurhash_of_its_own_crop():
+    data = encode(halves((1600, 400), (230, 20, 20), (20, 20, 230)))
+    focus_left = imaging.render(imaging.decode(data), PLATFORMS["instagram-post"], "jpeg",
+                                focus=(0.0, 0.5))
+    focus_right = imaging.render(imaging.decode(data), PLATFORMS["instagram-post"], "jpeg",
+                                 focus=(1.0, 0.5))
+    red = blurhash.decode(focus_left.blurhash, 4, 4)[2][2]
+    blue = blurhash.decode(focus_right.blurhash, 4, 4)[2][2]
+    assert red[0] > red[2] and blue[2] > blue[0]
+
+
+def test_preview_data_url_is_a_small_jpeg():
+    url = imaging.preview_data_url(encode(noise((1536, 1024))))
+    prefix = "data:image/jpeg;base64,"
+    assert url.startswith(prefix)
+    img = Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
+    assert img.format == "JPEG" and max(img.size) == 96 and img.size == (96, 64)
+    assert len(url) < 12_000
+
+
+# --------------------------------------------------------------------------- choosing a size
+
+def platforms(*ids):
+    return [PLATFORMS[i] for i in ids]
+
+
+def test_best_aspect():
+    assert imaging.best_aspect(platforms("instagram-story")) == pytest.approx(1080 / 1920)
+    assert imaging.best_aspect(platforms("twitter-header")) == pytest.approx(3.0)
+    # square and 16:9 lose the same; the tie goes to the one nearer square
+    assert imaging.best_aspect(platforms("instagram-post", "twitter-post")) == pytest.approx(1.0)
+    assert imaging.best_aspect(platforms("twitter-post", "facebook-post", "og-image")) == pytest.approx(1200 / 630)
+    very_wide = Platform("banner", "Banner", 2000, 100, 10**6)
+    assert imaging.best_aspect([very_wide]) == pytest.approx(3.0)
+    assert imaging.best_aspect([very_wide], max_ratio=2.0) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        imaging.best_aspect([])
+
+
+def test_best_size_among_a_models_fixed_sizes():
+    assert imaging.best_size(platforms("twitter-post", "facebook-post"), GPT_IMAGE_SIZES) == (1536, 1024)
+    assert imaging.best_size(platforms("instagram-story", "pinterest-pin"), GPT_IMAGE_SIZES) == (1024, 1536)
+    assert imaging.best_size(platforms("instagram-post"), GPT_IMAGE_SIZES) == (1024, 1024)
+    # a tie between equal aspects goes to the larger area
+    assert imaging.best_size(platforms("instagram-post"), [(512, 512), (1024, 1024)]) == (1024, 1024)
+
+
+@pytest.mark.parametrize("aspect", [1.0, 16 / 9, 1080 / 1920, 3.0, 1200 / 630, 0.8])
+def test_size_for_aspect(aspect):
+    w, h = imaging.size_for_aspect(aspect)
+    assert w % 16 == 0 and h % 16 == 0
+    assert max(w, h) == 1536
+    assert w / h == pytest.approx(aspect, rel=0.03)
