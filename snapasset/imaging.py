@@ -243,7 +243,10 @@ def _clamp(value, low, high):
 def render(img: Image.Image, platform: Platform, fmt: str, *,
            focus: tuple[float, float] | None = None) -> RenderedImage:
     """Crop ``img`` around its focus to the platform's aspect, resize it to exactly the
-    platform's size and encode it in ``fmt`` under the platform's byte cap."""
+    platform's size and encode it in ``fmt`` under the platform's byte cap. ``img`` is best
+    one returned by ``decode``; other modes are normalised the same way first."""
+    if img.mode not in ("RGB", "RGBA"):
+        img = _normalise_mode(img)
     return _render(img, platform, _format(fmt), focus, small=None)
 
 

@@ -10,7 +10,7 @@ import zlib
 
 import blurhash
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat
+from PIL import Image, ImageDraw, ImageStat
 
 from snapasset import imaging
 from snapasset.errors import InvalidImage
