@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["PREFIX", "job_events", "user_events", "user_jobs", "job_cancel", "idempotency",
-           "user_active_jobs"]
+           "user_active_jobs", "stream_hub_wakeup"]
 
 PREFIX = "snapasset"
 
@@ -26,6 +26,11 @@ def user_jobs(user_id: str) -> str:
 def user_active_jobs(user_id: str) -> str:
     """Set of a user's unfinished job ids (for the concurrent-jobs limit)."""
     return f"{PREFIX}:user:{user_id}:active"
+
+
+def stream_hub_wakeup(hub_id: str) -> str:
+    """A web process's private stream, written to wake its SSE hub's blocked reader."""
+    return f"{PREFIX}:sse:hub:{hub_id}:wakeup"
 
 
 def job_cancel(job_id: str) -> str:
