@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 import responses
 
-# Run from a source checkout without installing the distribution first.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+def _load_sdk_from_this_checkout() -> None:
+    """Test the source next to these tests, installed or not. Only ``snapasset_sdk``
+    is registered: putting ``sdk/`` on sys.path would also expose this folder as a
+    second ``tests`` package to the project's own test suite."""
+    package = Path(__file__).resolve().parents[1] / "snapasset_sdk"
+    spec = importlib.util.spec_from_file_location(
+        "snapasset_sdk", package / "__init__.py", submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["snapasset_sdk"] = module
+    spec.loader.exec_module(module)
+
+
+_load_sdk_from_this_checkout()
 
 from snapasset_sdk import SnapAssetClient  # noqa: E402
 
