@@ -1,9 +1,205 @@
-"""The operator- and person-facing routes: the page, OpenAPI docs, readiness and metrics."""
+"""The operator- and person-facing routes: the page, the OpenAPI document and its docs page,
+readiness and Prometheus metrics.
+
+/metrics is unauthenticated by default, as Prometheus scrapers expect on a private network; it
+shows only aggregate counts (no user data, no job content). A deployment whose web port is public
+(Heroku, say) sets SNAPASSET_METRICS_TOKEN (Settings.metrics_token) and scrapes with that bearer
+token.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
 
-__all__ = ["bp"]
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from snapasset.api.common import EXTENSION as SERVICES, services
+from snapasset.auth import unauthorized
+from snapasset.errors import APIError, ErrorCode, utcnow_iso
+from snapasset.jobs import Status, open_queue
+from snapasset.openapi import build_document
+from snapasset.storage import Storage, build_storage
+
+__all__ = ["bp", "SiteState", "queue_counts", "live_workers"]
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("site", __name__)
+
+EXTENSION = "snapasset.site"
+# The page loads only its own scripts and styles; images may come from the storage's own host.
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; "
+            "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+UNMATCHED = "<unmatched>"
+
+
+@dataclass
+class SiteState:
+    """Per-app state of this blueprint, kept in app.extensions[EXTENSION]."""
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    storage: Storage | None = field(default=None)
+
+    def get_storage(self, settings) -> Storage:
+        if self.storage is None:   # built on first use: no network at app creation
+            self.storage = build_storage(settings)
+        return self.storage
+
+
+def _state() -> SiteState:
+    return current_app.extensions[EXTENSION]
+
+
+# -- the page and the docs ---------------------------------------------------------------------
+@bp.get("/")
+def page():
+    response = Response(render_template("index.html", development=not services().settings.production))
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    return response
+
+
+@bp.get("/api-docs")
+def api_docs():
+    response = Response(render_template("api-docs.html"))
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi():
+    settings = services().settings
+    response = jsonify(build_document(server_url=settings.public_url or request.host_url.rstrip("/")))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+# -- readiness ---------------------------------------------------------------------------------
+def live_workers(conn, settings) -> int:
+    """Workers registered on our queue whose heartbeat key is still alive (a crashed worker's
+    registration outlives it; its key does not)."""
+    return len(Worker.all(queue=open_queue(conn, settings), serializer=JSONSerializer))
+
+
+@bp.get("/ready")
+def ready():
+    svc = services()
+    checks: dict[str, dict] = {}
+    try:
+        svc.redis.client.ping()
+        checks["redis"] = {"ok": True}
+    except Exception as exc:   # any failure to answer means not ready; say which
+        checks["redis"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        _state().get_storage(svc.settings).check()
+        checks["storage"] = {"ok": True}
+    except Exception as exc:
+        log.warning("readiness: storage check failed: %s", exc)
+        checks["storage"] = {"ok": False, "error": type(exc).__name__}
+    if checks["redis"]["ok"]:
+        count = live_workers(svc.redis.client, svc.settings)
+        checks["workers"] = {"ok": count > 0, "count": count, "queue": svc.settings.queue_name}
+    else:
+        checks["workers"] = {"ok": False, "error": "redis unreachable"}
+    failed = [name for name, check in checks.items() if not check["ok"]]
+    if failed:
+        raise APIError(503, ErrorCode.SERVICE_UNAVAILABLE, f"Not ready: {', '.join(failed)} check failed",
+                       details={name: checks[name].get("error") or "no live worker" for name in failed},
+                       headers={"Retry-After": "5", "Cache-Control": "no-store"}, extra={"checks": checks})
+    response = jsonify({"status": "ready", "checks": checks, "timestamp": utcnow_iso()})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def queue_counts(queue) -> dict[str, int]:
+    """Jobs by API status, read from RQ's registries without cleaning them (a scrape only reads)."""
+    return {
+        Status.WAITING: queue.count + queue.deferred_job_registry.get_job_count(cleanup=False),
+        Status.ACTIVE: queue.started_job_registry.get_job_count(cleanup=False),
+        Status.DELAYED: queue.scheduled_job_registry.get_job_count(cleanup=False),
+        Status.FAILED: queue.failed_job_registry.get_job_count(cleanup=False),
+        Status.COMPLETED: queue.finished_job_registry.get_job_count(cleanup=False),
+        Status.CANCELLED: queue.canceled_job_registry.get_job_count(cleanup=False),
+    }
+
+
+class QueueCollector:
+    """Reads the queue and its workers from Redis at each scrape."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def collect(self):
+        svc = self.app.extensions[SERVICES]
+        conn, settings = svc.redis.client, svc.settings
+        jobs = GaugeMetricFamily("snapasset_queue_jobs", "Jobs on the queue by status", labels=["queue", "status"])
+        workers = GaugeMetricFamily("snapasset_workers", "Live RQ workers listening on the queue", labels=["queue"])
+        up = GaugeMetricFamily("snapasset_redis_up", "1 when Redis answered this scrape")
+        try:
+            queue = open_queue(conn, settings)
+            for status, count in queue_counts(queue).items():
+                jobs.add_metric([settings.queue_name, status], count)
+            workers.add_metric([settings.queue_name], live_workers(conn, settings))
+            up.add_metric([], 1)
+        except Exception as exc:   # a scrape must still answer when Redis is down
+            log.warning("metrics: could not read the queue: %s", exc)
+            up.add_metric([], 0)
+            return [up]
+        return [jobs, workers, up]
+
+
+def _new_state(app) -> SiteState:
+    registry = CollectorRegistry(auto_describe=True)
+    state = SiteState(
+        registry=registry,
+        requests=Counter("snapasset_http_requests", "HTTP requests answered",
+                         ["method", "endpoint", "status"], registry=registry),
+        latency=Histogram("snapasset_http_request_duration_seconds",
+                          "Time to answer (to the first byte for streams)", ["method", "endpoint"],
+                          registry=registry,
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+    )
+    registry.register(QueueCollector(app))
+    return state
+
+
+@bp.record_once
+def _install(setup_state) -> None:
+    app = setup_state.app
+    app.extensions[EXTENSION] = _new_state(app)
+
+
+@bp.before_app_request
+def _start_timer() -> None:
+    g.site_started = time.perf_counter()
+
+
+@bp.after_app_request
+def _count_request(response):
+    # the route's template, never the raw path: ids must not become label values
+    endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+    state = _state()
+    state.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+    started = g.get("site_started")
+    if started is not None:   # absent when an earlier before_request hook answered first
+        state.latency.labels(request.method, endpoint).observe(time.perf_counter() - started)
+    return response
+
+
+@bp.get("/metrics")
+def metrics():
+    expected = getattr(services().settings, "metrics_token", None)
+    if expected:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise unauthorized("/metrics needs the metrics bearer token")
+    return Response(generate_latest(_state().registry), content_type=CONTENT_TYPE_LATEST)

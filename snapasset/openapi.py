@@ -1,0 +1,477 @@
+"""The OpenAPI 3.1 description of the HTTP API (SPEC §4, §6, §8), built from the same tables the
+code validates against (platforms, statuses, option values, error codes), so it cannot drift
+from them."""
+
+from __future__ import annotations
+
+from snapasset.errors import ErrorCode
+from snapasset.events import EventType
+from snapasset.jobs import Status
+from snapasset.platforms import PLATFORMS
+from snapasset.schema import FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES
+
+__all__ = ["build_document", "OPENAPI_VERSION"]
+
+OPENAPI_VERSION = "3.1.0"
+
+ACCEPTED_QUALITIES = (*QUALITIES, *QUALITY_ALIASES)
+CLEANABLE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+JOB_FAILURE_CODES = (
+    ErrorCode.CONTENT_POLICY_VIOLATION, ErrorCode.PROVIDER_ERROR, ErrorCode.PROVIDER_RATE_LIMITED,
+    ErrorCode.INVALID_IMAGE, ErrorCode.STORAGE_ERROR, ErrorCode.TIMEOUT, ErrorCode.WORKER_LOST,
+    ErrorCode.INTERNAL_ERROR,
+)
+API_ERROR_CODES = (
+    ErrorCode.INVALID_REQUEST, ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.JOB_NOT_FOUND,
+    ErrorCode.NOT_FOUND, ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.JOB_NOT_RETRYABLE,
+    ErrorCode.JOB_NOT_CANCELLABLE, ErrorCode.IDEMPOTENCY_CONFLICT, ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.JOB_LIMIT_EXCEEDED, ErrorCode.INTERNAL_ERROR,
+    ErrorCode.SERVICE_UNAVAILABLE,
+)
+
+USER_AUTH = [{"bearerAuth": []}, {"apiKey": []}]
+ADMIN_AUTH = USER_AUTH   # an admin-scoped key, or a JWT whose app_metadata.role is admin
+STREAM_AUTH = [{"bearerAuth": []}, {"apiKey": []}, {"streamToken": []}, {"accessTokenQuery": []}]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return {"$ref": f"#/components/responses/{description}"}
+
+
+def _errors(*names: str) -> dict:
+    statuses = {"InvalidRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
+                "Conflict": "409", "PayloadTooLarge": "413", "TooManyRequests": "429",
+                "InternalError": "500", "ServiceUnavailable": "503"}
+    return {statuses[name]: _error(name) for name in names}
+
+
+JOB_ID = {"name": "jobId", "in": "path", "required": True,
+          "schema": {"type": "string", "pattern": r"^gen-\d+-[a-z0-9]{10,}$"},
+          "description": "The job's id, `gen-<unix seconds>-<random>`."}
+RATE_HEADERS = {
+    "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+    "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+    "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"},
+}
+
+
+def _schemas() -> dict:
+    platform_ids = list(PLATFORMS)
+    image = {
+        "type": "object",
+        "required": ["platform", "platformId", "url", "width", "height", "size", "format"],
+        "properties": {
+            "platform": {"type": "string", "examples": ["Instagram Post"]},
+            "platformId": _ref("PlatformId"),
+            "url": {"type": "string", "format": "uri"},
+            "width": {"type": "integer"}, "height": {"type": "integer"},
+            "size": {"type": "integer", "description": "Bytes."},
+            "format": {"type": "string", "enum": list(FORMATS_ALLOWED)},
+            "blurhash": {"type": "string", "description": "A BlurHash placeholder of the image."},
+        },
+    }
+    return {
+        "Error": {
+            "type": "object", "required": ["error", "message", "code", "timestamp"],
+            "properties": {
+                "error": {"type": "string", "examples": ["Invalid request"]},
+                "message": {"type": "string"},
+                "code": {"type": "string", "enum": list(API_ERROR_CODES)},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "details": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "One entry per offending field."},
+                "retryAfter": {"type": "integer", "description": "Seconds; on 429 only."},
+            },
+        },
+        "JobError": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string", "enum": list(JOB_FAILURE_CODES)},
+                           "message": {"type": "string"}},
+        },
+        "PlatformId": {"type": "string", "enum": platform_ids},
+        "Platform": {
+            "type": "object", "required": ["id", "name", "width", "height", "maxBytes"],
+            "properties": {"id": _ref("PlatformId"), "name": {"type": "string"},
+                           "width": {"type": "integer"}, "height": {"type": "integer"},
+                           "maxBytes": {"type": "integer"}},
+        },
+        "Status": {"type": "string", "enum": list(Status.ALL)},
+        "Options": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "quality": {"type": "string", "enum": list(ACCEPTED_QUALITIES),
+                            "description": "`standard` and `hd` are accepted as `medium` and `high`."},
+                "style": {"type": "string", "enum": list(STYLES)},
+                "format": {"type": "string", "enum": list(FORMATS_ALLOWED), "default": "jpeg"},
+            },
+        },
+        "JobRequest": {
+            "type": "object", "required": ["prompt", "platforms"], "additionalProperties": False,
+            "properties": {
+                "userId": {"type": "string", "description": "With a JWT: optional, must equal `sub`. "
+                                                            "With an API key: required."},
+                "prompt": {"type": "string", "minLength": PROMPT_MIN, "maxLength": PROMPT_MAX,
+                           "description": "Length counted after trimming."},
+                "platforms": {"type": "array", "minItems": 1, "uniqueItems": True,
+                              "items": _ref("PlatformId")},
+                "options": _ref("Options"),
+                "webhookUrl": {"type": "string", "format": "uri"},
+            },
+            "examples": [{"prompt": "A beautiful sunset over mountains",
+                          "platforms": ["instagram-post", "twitter-post"],
+                          "options": {"quality": "high", "format": "jpeg"}}],
+        },
+        "JobCreated": {
+            "type": "object",
+            "required": ["jobId", "status", "message", "estimatedTime", "statusUrl", "streamUrl"],
+            "properties": {
+                "jobId": {"type": "string"}, "status": {"type": "string"},
+                "message": {"type": "string"}, "estimatedTime": {"type": "string"},
+                "statusUrl": {"type": "string", "format": "uri"},
+                "streamUrl": {"type": "string", "format": "uri",
+                              "description": "SSE URL with a short-lived token bound to this job, "
+                                             "for EventSource (which cannot send headers)."},
+            },
+        },
+        "Image": image,
+        "Result": {
+            "type": "object", "required": ["success", "images"],
+            "properties": {
+                "success": {"type": "boolean"}, "generationId": {"type": "string"},
+                "images": {"type": "array", "items": _ref("Image")},
+                "revisedPrompt": {"type": ["string", "null"]},
+                "provider": {"type": "string"}, "model": {"type": "string"},
+            },
+        },
+        "Job": {
+            "type": "object", "required": ["jobId", "status", "progress", "data", "logs", "attemptsMade",
+                                           "createdAt"],
+            "properties": {
+                "jobId": {"type": "string"}, "status": _ref("Status"),
+                "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                "stage": {"type": ["string", "null"]},
+                "data": {"type": "object"},
+                "logs": {"type": "array", "items": {"type": "string"}},
+                "attemptsMade": {"type": "integer"},
+                "createdAt": {"type": ["string", "null"], "format": "date-time"},
+                "processedAt": {"type": ["string", "null"], "format": "date-time"},
+                "finishedAt": {"type": ["string", "null"], "format": "date-time"},
+                "result": _ref("Result"),
+                "failedReason": {"type": "string"},
+                "error": _ref("JobError"),
+            },
+        },
+        "JobList": {
+            "type": "object", "required": ["jobs", "count", "status", "nextCursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": {
+                    "type": "object", "required": ["jobId", "status", "progress", "createdAt"],
+                    "properties": {"jobId": {"type": "string"}, "status": _ref("Status"),
+                                   "progress": {"type": "integer"},
+                                   "createdAt": {"type": ["string", "null"], "format": "date-time"}}}},
+                "count": {"type": "integer"},
+                "status": {"anyOf": [_ref("Status"), {"type": "null"}]},
+                "nextCursor": {"type": ["string", "null"]},
+            },
+        },
+        "JobAction": {
+            "type": "object", "required": ["jobId", "status", "message"],
+            "properties": {"jobId": {"type": "string"}, "status": {"type": "string"},
+                           "message": {"type": "string"}},
+        },
+        "QueueStats": {
+            "type": "object",
+            "required": ["waiting", "active", "completed", "failed", "delayed", "total", "timestamp"],
+            "properties": {**{name: {"type": "integer"} for name in
+                              ("waiting", "active", "completed", "failed", "delayed", "cancelled", "total")},
+                           "paused": {"type": "boolean"},
+                           "timestamp": {"type": "string", "format": "date-time"}},
+        },
+        "CleanRequest": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"grace": {"type": "integer", "minimum": 0, "default": 86400000,
+                                     "description": "Milliseconds since the job finished."},
+                           "status": {"type": "string", "enum": list(CLEANABLE), "default": Status.COMPLETED},
+                           "limit": {"type": "integer", "minimum": 1, "default": 1000}},
+        },
+        "CleanResult": {
+            "type": "object", "required": ["removed", "status", "grace", "timestamp"],
+            "properties": {"removed": {"type": "integer"}, "status": {"type": "string"},
+                           "grace": {"type": "integer"},
+                           "timestamp": {"type": "string", "format": "date-time"}},
+        },
+        "Paused": {
+            "type": "object", "required": ["paused", "timestamp"],
+            "properties": {"paused": {"type": "boolean"},
+                           "timestamp": {"type": "string", "format": "date-time"}},
+        },
+        "Health": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"const": "ok"},
+                                  "timestamp": {"type": "string", "format": "date-time"}}},
+        "Ready": {
+            "type": "object", "required": ["status", "checks"],
+            "properties": {"status": {"const": "ready"},
+                           "checks": {"type": "object", "additionalProperties": {"type": "object"}}},
+        },
+        "StreamEvent": {
+            "description": "The JSON `data:` of one unnamed SSE message; `type` says what it is.",
+            "type": "object", "required": ["type", "jobId"],
+            "properties": {
+                "type": {"type": "string", "enum": [EventType.CONNECTED, EventType.PROGRESS, EventType.IMAGE,
+                                                    EventType.FAILED, EventType.CANCELLED, EventType.DONE]},
+                "jobId": {"type": "string"},
+                "status": _ref("Status"),
+                "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                "stage": {"type": "string",
+                          "enum": ["starting", "generating", "downloading", "saving", "processing"]},
+                "message": {"type": "string"},
+                "preview": {"type": "string", "description": "A small data: URL of a partial image."},
+                "image": _ref("Image"),
+                "result": _ref("Result"),
+                "error": _ref("JobError"),
+                "willRetry": {"type": "boolean"},
+            },
+        },
+    }
+
+
+def _sse_operation(summary: str, description: str, parameters: list) -> dict:
+    return {
+        "tags": ["live updates"], "summary": summary, "description": description,
+        "security": STREAM_AUTH,
+        "parameters": [*parameters,
+                       {"name": "Last-Event-ID", "in": "header", "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Resume after this event id; events are never sent twice."},
+                       {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+                        "description": "The job-bound token of the create response's `streamUrl`."},
+                       {"name": "access_token", "in": "query", "required": False,
+                        "schema": {"type": "string"}, "description": "An access token (JWT)."}],
+        "responses": {
+            "200": {"description": "An event stream: unnamed messages, each with an `id:` and a JSON "
+                                   "`data:` (see the StreamEvent schema); `: ping` comments at least every "
+                                   "15 s. Closes after `done`, a final `failed` or `cancelled`.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"},
+                                                      "x-event-schema": _ref("StreamEvent")}}},
+            "204": {"description": "The job ended before this (re)connection; nothing more will come."},
+            **_errors("Unauthorized", "NotFound", "TooManyRequests", "ServiceUnavailable"),
+        },
+    }
+
+
+def _paths() -> dict:
+    admin_errors = _errors("Unauthorized", "Forbidden", "TooManyRequests", "ServiceUnavailable")
+    return {
+        "/api/jobs": {
+            "post": {
+                "tags": ["jobs"], "operationId": "createJob", "summary": "Create a generation job",
+                "security": USER_AUTH,
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                                "description": "Same user and key within 24 h returns the first job (200)."}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
+                "responses": {
+                    "201": {**_json(_ref("JobCreated"), "Queued."), "headers": RATE_HEADERS},
+                    "200": _json(_ref("JobCreated"), "An Idempotency-Key replay: the first job."),
+                    **_errors("InvalidRequest", "Unauthorized", "Forbidden", "Conflict", "PayloadTooLarge",
+                              "TooManyRequests", "ServiceUnavailable"),
+                },
+            },
+            "get": {
+                "tags": ["jobs"], "operationId": "listJobs", "summary": "The caller's jobs, newest first",
+                "security": USER_AUTH,
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False, "schema": _ref("Status")},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "`nextCursor` of the previous page."},
+                    {"name": "userId", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "With an API key: the user whose jobs to list."},
+                ],
+                "responses": {"200": _json(_ref("JobList"), "One page of jobs."),
+                              **_errors("InvalidRequest", "Unauthorized", "TooManyRequests")},
+            },
+        },
+        "/api/jobs/{jobId}": {
+            "get": {
+                "tags": ["jobs"], "operationId": "getJob", "summary": "A job's status, progress and result",
+                "security": USER_AUTH, "parameters": [JOB_ID],
+                "responses": {"200": _json(_ref("Job"), "The job."),
+                              **_errors("Unauthorized", "NotFound", "TooManyRequests")},
+            },
+        },
+        "/api/jobs/{jobId}/retry": {
+            "post": {
+                "tags": ["jobs"], "operationId": "retryJob", "summary": "Queue a failed or cancelled job again",
+                "security": USER_AUTH, "parameters": [JOB_ID],
+                "responses": {"200": _json(_ref("JobAction"), "Queued for retry (`status`: `retrying`)."),
+                              **_errors("Unauthorized", "NotFound", "Conflict", "TooManyRequests")},
+            },
+        },
+        "/api/jobs/{jobId}/cancel": {
+            "delete": {
+                "tags": ["jobs"], "operationId": "cancelJob",
+                "summary": "Cancel a waiting, delayed or active job",
+                "security": USER_AUTH, "parameters": [JOB_ID],
+                "responses": {"200": _json(_ref("JobAction"), "Cancelled."),
+                              **_errors("Unauthorized", "NotFound", "Conflict", "TooManyRequests")},
+            },
+        },
+        "/api/sse/jobs/{jobId}": {
+            "get": {**_sse_operation("Follow one job live", "Server-Sent Events of one job (SPEC §8).",
+                                     [JOB_ID]), "operationId": "streamJob"},
+        },
+        "/api/sse/jobs": {
+            "get": {**_sse_operation("Follow all of the caller's jobs live",
+                                     "Server-Sent Events of every job of the caller; each names its `jobId`.",
+                                     []), "operationId": "streamJobs"},
+        },
+        "/api/queue/stats": {
+            "get": {"tags": ["queue admin"], "operationId": "queueStats", "summary": "Job counts by state",
+                    "security": ADMIN_AUTH,
+                    "responses": {"200": _json(_ref("QueueStats"), "Counts."), **admin_errors}},
+        },
+        "/api/queue/clean": {
+            "post": {"tags": ["queue admin"], "operationId": "cleanQueue",
+                     "summary": "Remove finished jobs older than a grace period",
+                     "security": ADMIN_AUTH,
+                     "requestBody": {"required": False,
+                                     "content": {"application/json": {"schema": _ref("CleanRequest")}}},
+                     "responses": {"200": _json(_ref("CleanResult"), "Removed."),
+                                   **_errors("InvalidRequest"), **admin_errors}},
+        },
+        "/api/queue/pause": {
+            "post": {"tags": ["queue admin"], "operationId": "pauseQueue",
+                     "summary": "Stop workers taking new jobs", "security": ADMIN_AUTH,
+                     "responses": {"200": _json(_ref("Paused"), "Paused."), **admin_errors}},
+        },
+        "/api/queue/resume": {
+            "post": {"tags": ["queue admin"], "operationId": "resumeQueue",
+                     "summary": "Let workers take jobs again", "security": ADMIN_AUTH,
+                     "responses": {"200": _json(_ref("Paused"), "Resumed."), **admin_errors}},
+        },
+        "/api/platforms": {
+            "get": {"tags": ["meta"], "operationId": "listPlatforms", "summary": "The platforms and their sizes",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object", "required": ["platforms", "count"],
+                                                "properties": {"platforms": {"type": "array",
+                                                                             "items": _ref("Platform")},
+                                                               "count": {"type": "integer"}}},
+                                               "Every platform.")}},
+        },
+        "/health": {
+            "get": {"tags": ["operations"], "operationId": "health", "summary": "Liveness", "security": [],
+                    "responses": {"200": _json(_ref("Health"), "The process answers.")}},
+        },
+        "/ready": {
+            "get": {"tags": ["operations"], "operationId": "ready",
+                    "summary": "Readiness: Redis, storage and at least one live worker", "security": [],
+                    "responses": {"200": _json(_ref("Ready"), "Ready to take and run jobs."),
+                                  "503": _json(_ref("Error"), "A check failed; `details` names it.")}},
+        },
+        "/metrics": {
+            "get": {"tags": ["operations"], "operationId": "metrics", "summary": "Prometheus metrics",
+                    "description": "Unauthenticated unless SNAPASSET_METRICS_TOKEN is set; then "
+                                   "`Authorization: Bearer <that token>` is required.",
+                    "security": [{}, {"metricsToken": []}],
+                    "responses": {"200": {"description": "Prometheus text exposition format.",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                  **_errors("Unauthorized")}},
+        },
+        "/media/{key}": {
+            "get": {"tags": ["meta"], "operationId": "media",
+                    "summary": "A rendered image kept in local storage (development default)",
+                    "security": [],
+                    "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"},
+                                    "description": "The object key, `<userId>/<generationId>/<file>`; "
+                                                   "may contain slashes."}],
+                    "responses": {"200": {"description": "The image, cached for a year.",
+                                          "content": {"image/*": {"schema": {"type": "string",
+                                                                             "format": "binary"}}}},
+                                  **_errors("NotFound")}},
+        },
+        "/openapi.json": {
+            "get": {"tags": ["meta"], "operationId": "openapi", "summary": "This document", "security": [],
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}},
+        },
+        "/api-docs": {
+            "get": {"tags": ["meta"], "operationId": "apiDocs", "summary": "Interactive API docs (HTML)",
+                    "security": [],
+                    "responses": {"200": {"description": "HTML.", "content": {"text/html": {}}}}},
+        },
+        "/": {
+            "get": {"tags": ["meta"], "operationId": "page",
+                    "summary": "A page to type a prompt, watch progress and see the images", "security": [],
+                    "responses": {"200": {"description": "HTML.", "content": {"text/html": {}}}}},
+        },
+    }
+
+
+def _responses() -> dict:
+    described = {"InvalidRequest": "Bad JSON, or missing or invalid fields (`details` names each).",
+                 "Unauthorized": "Missing, malformed, expired or otherwise invalid credentials.",
+                 "Forbidden": "Authenticated, but not allowed.",
+                 "NotFound": "No such job (or not the caller's), or no such route.",
+                 "Conflict": "JOB_NOT_RETRYABLE, JOB_NOT_CANCELLABLE or IDEMPOTENCY_CONFLICT.",
+                 "PayloadTooLarge": "The body is too large.",
+                 "TooManyRequests": "RATE_LIMIT_EXCEEDED or JOB_LIMIT_EXCEEDED; see `Retry-After`.",
+                 "InternalError": "INTERNAL_ERROR; no stack trace or secret in the body.",
+                 "ServiceUnavailable": "Redis or storage unreachable."}
+    out = {name: _json(_ref("Error"), text) for name, text in described.items()}
+    out["TooManyRequests"]["headers"] = {**RATE_HEADERS,
+                                         "Retry-After": {"schema": {"type": "integer"},
+                                                         "description": "Seconds to wait."}}
+    return out
+
+
+def build_document(*, server_url: str | None = None) -> dict:
+    """The whole OpenAPI 3.1 document; `server_url` is where this deployment answers."""
+    document = {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "SnapAsset API", "version": "1.0.0",
+            "summary": "One prompt in, ready-to-post images out.",
+            "description": "Create an image-generation job for several social platforms, follow it live "
+                           "over Server-Sent Events, fetch the rendered images. Every error is JSON in the "
+                           "`Error` shape. Rate limits are reported in `X-RateLimit-*` headers.",
+        },
+        "tags": [{"name": "jobs"}, {"name": "live updates"}, {"name": "queue admin"}, {"name": "meta"},
+                 {"name": "operations"}],
+        "security": USER_AUTH,
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": _responses(),
+            "headers": {
+                "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests allowed in the window."},
+                "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Requests left."},
+                "X-RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Unix seconds of the reset."},
+            },
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                               "description": "A Supabase access token (`snapasset token` mints one in "
+                                              "development)."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "A service key with scopes `jobs` (act for the `userId` given) "
+                                          "and/or `admin`."},
+                "streamToken": {"type": "apiKey", "in": "query", "name": "token",
+                                "description": "Short-lived, bound to one job; handed out in `streamUrl`."},
+                "accessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token",
+                                     "description": "An access token in the query, for EventSource."},
+                "metricsToken": {"type": "http", "scheme": "bearer",
+                                 "description": "SNAPASSET_METRICS_TOKEN, when the deployment sets one."},
+            },
+        },
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
