@@ -38,8 +38,10 @@ def is_terminal(event: dict) -> bool:
 
 
 def publish(conn: redis.Redis, job_id: str, user_id: str, event: dict, *, ttl: int,
-            pipeline=None) -> None:
-    """Append one event to the job's and the user's streams (capped, expiring with the job)."""
+            pipeline=None) -> str | None:
+    """Append one event to the job's and the user's streams (capped, expiring with the job).
+
+    Returns the event's id on the job stream (None when queued on the caller's pipeline)."""
     payload = json.dumps({**event, "jobId": job_id}, separators=(",", ":"))
     pipe = pipeline if pipeline is not None else conn.pipeline(transaction=True)
     for stream, maxlen in ((keys.job_events(job_id), JOB_STREAM_MAXLEN),
@@ -47,7 +49,9 @@ def publish(conn: redis.Redis, job_id: str, user_id: str, event: dict, *, ttl: i
         pipe.xadd(stream, {FIELD: payload}, maxlen=maxlen, approximate=True)
         pipe.expire(stream, ttl)
     if pipeline is None:
-        pipe.execute()
+        entry_id = pipe.execute()[0]
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return None
 
 
 def _decode(entries: Iterable) -> list[tuple[str, dict]]:

@@ -1,4 +1,19 @@
-"""The job service over RQ: create, get and list generation jobs (no Flask here)."""
+"""The job service over RQ: create, get, list, retry, cancel, clean and count generation jobs
+(no Flask here).
+
+Two invariants are kept with Redis transactions (WATCH/MULTI/EXEC) rather than locks:
+
+* **Unfinished jobs per user.** `keys.user_active_jobs(user)` holds the ids of the user's jobs
+  that may still be unfinished. It is *derived from RQ's state*: whenever a job is admitted
+  (create, retry) the members are checked against their RQ status and finished, failed,
+  cancelled or vanished ones are pruned in the same transaction that adds the new id. The
+  transaction WATCHes the set, so two admissions at once cannot both take the last slot — one
+  EXEC fails and re-reads. Nothing outside this module (no worker hook) has to maintain it.
+* **Idempotency.** A key is first claimed as *pending* (SET NX, short TTL); the job's enqueue and
+  the switch to *committed* (24 h TTL) are one MULTI. A second identical request that finds the
+  claim pending waits for the outcome: committed → it answers with that job; released (the first
+  request failed) → it claims the key itself. Exactly one job is ever enqueued per key.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +21,37 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry,
+                         ScheduledJobRegistry, StartedJobRegistry)
 from rq.serializers import JSONSerializer
+from rq.suspension import is_suspended, resume, suspend
 
-from snapasset import keys
+from snapasset import events, keys
 from snapasset.config import Settings
-from snapasset.errors import APIError, ErrorCode
+from snapasset.errors import APIError, ErrorCode, utcnow_iso
+from snapasset.events import EventType
 from snapasset.schema import JobRequest
 
-__all__ = ["Status", "JobService", "new_job_id", "JOB_FUNCTION", "api_status", "iso", "open_queue"]
+__all__ = ["Status", "JobService", "Quota", "new_job_id", "JOB_FUNCTION", "api_status", "iso", "open_queue",
+           "open_webhook_queue", "CLEANABLE", "JOB_SLOT_RETRY_AFTER"]
 
 JOB_FUNCTION = "workers.pipeline.run_generation"
 IDEMPOTENCY_TTL = 24 * 3600
+IDEMPOTENCY_PENDING_TTL = 60        # a claim whose request died frees itself this soon
+IDEMPOTENCY_WAIT = 10.0             # how long a duplicate waits for the first request's outcome
+JOB_SLOT_RETRY_AFTER = 15           # Retry-After hint when all of a user's job slots are taken
+CLEANABLE = ("completed", "failed", "cancelled")
+_PENDING, _COMMITTED = "pending", "committed"
+_LIVE_RQ = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.value,
+            JobStatus.SCHEDULED.value}
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -68,11 +97,27 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def open_queue(conn: redis.Redis, settings: Settings) -> Queue:
+    """The generation jobs' queue."""
     return Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+
+
+def open_webhook_queue(conn: redis.Redis, settings: Settings) -> Queue:
+    """Completion webhooks wait here, apart from generations, so they never count as jobs."""
+    return Queue(f"{settings.queue_name}-webhooks", connection=conn, serializer=JSONSerializer)
 
 
 def job_not_found() -> APIError:
     return APIError(404, ErrorCode.JOB_NOT_FOUND, "Job not found")
+
+
+class Quota(Protocol):
+    """A per-user allowance taken when a job is accepted (the job-creation rate limit)."""
+
+    def acquire(self) -> None:
+        """Take one unit, or raise the APIError (429) that says why not."""
+
+    def release(self) -> None:
+        """Give back the unit of an acquire() whose job was not accepted after all."""
 
 
 @dataclass
@@ -163,60 +208,140 @@ class JobService:
         return {"jobs": found, "count": len(found), "status": status, "nextCursor": next_cursor}
 
     # -- writing -----------------------------------------------------------------
-    def create(self, user_id: str, request: JobRequest, *, idempotency_key: str | None = None) -> Created:
+    def create(self, user_id: str, request: JobRequest, *, idempotency_key: str | None = None,
+               quota: Quota | None = None) -> Created:
+        """Enqueue a generation; an Idempotency-Key replays the first job (created=False).
+
+        Only an accepted job takes from `quota`: a replay, a refused or a failed request gives
+        nothing or gives it back.
+        """
         job_id = new_job_id()
+        fingerprint = request.fingerprint()
+        claim = None
         if idempotency_key:
-            replay = self._claim_idempotency(user_id, idempotency_key, request.fingerprint(), job_id)
+            claim = keys.idempotency(user_id, idempotency_key)
+            replay = self._claim_idempotency(claim, fingerprint, job_id)
             if replay is not None:
-                return Created(job=self._created_body(replay, self._status_or_waiting(replay)),
-                               created=False)
+                return Created(job=self._created_body(replay, self._status_or_waiting(replay)), created=False)
         try:
-            self._enqueue(job_id, user_id, request)
-        except Exception:
-            if idempotency_key:
-                self.conn.delete(keys.idempotency(user_id, idempotency_key))
+            if quota is not None:
+                quota.acquire()
+            try:
+                self._admit(user_id, job_id, lambda pipe: self._enqueue(pipe, job_id, user_id, request),
+                            commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
+            except BaseException:
+                if quota is not None:
+                    quota.release()
+                raise
+        except BaseException:
+            if claim:
+                self._release_claim(claim, f"{job_id}|{fingerprint}")
             raise
         return Created(job=self._created_body(job_id, "queued"), created=True)
 
-    def _enqueue(self, job_id: str, user_id: str, request: JobRequest) -> Job:
+    def _enqueue(self, pipe, job_id: str, user_id: str, request: JobRequest) -> None:
         settings = self.settings
-        created_us = int(time.time() * 1_000_000)
         intervals = settings.retry_intervals
-        with self.conn.pipeline() as pipe:
-            job = self.queue.enqueue(
-                JOB_FUNCTION, request.payload(user_id),
-                job_id=job_id,
-                job_timeout=settings.job_timeout,
-                result_ttl=settings.job_ttl,
-                failure_ttl=settings.job_ttl,
-                retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-                meta={"userId": user_id, "progress": 0, "logs": [], "attempt": 0},
-                description=f"generation for {user_id}",
-                pipeline=pipe,
-            )
-            pipe.zadd(keys.user_jobs(user_id), {job_id: created_us})
-            pipe.expire(keys.user_jobs(user_id), settings.job_ttl)
-            pipe.execute()
-        return job
+        self.queue.enqueue(
+            JOB_FUNCTION, request.payload(user_id),
+            job_id=job_id,
+            job_timeout=settings.job_timeout,
+            result_ttl=settings.job_ttl,
+            failure_ttl=settings.job_ttl,
+            retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+            meta={"userId": user_id, "progress": 0, "logs": [], "attempt": 0},
+            description=f"generation for {user_id}",
+            pipeline=pipe,
+        )
+        pipe.zadd(keys.user_jobs(user_id), {job_id: int(time.time() * 1_000_000)})
+        pipe.expire(keys.user_jobs(user_id), settings.job_ttl)
 
-    def _claim_idempotency(self, user_id: str, key: str, fingerprint: str, job_id: str) -> str | None:
-        """Claim the key for job_id; return an earlier job id when the key was used with this body."""
-        redis_key = keys.idempotency(user_id, key)
-        if self.conn.set(redis_key, f"{job_id}|{fingerprint}", nx=True, ex=IDEMPOTENCY_TTL):
-            return None
-        stored = self.conn.get(redis_key)
-        if stored is None:   # expired between the two calls: claim again
-            return self._claim_idempotency(user_id, key, fingerprint, job_id)
-        earlier_id, earlier_fingerprint = stored.decode().split("|", 1)
-        if earlier_fingerprint != fingerprint:
-            raise APIError(409, ErrorCode.IDEMPOTENCY_CONFLICT,
-                           "This Idempotency-Key was already used with a different request body")
-        return earlier_id
+    def _admit(self, user_id: str, job_id: str, write, *, watch: tuple[str, ...] = (), check=None,
+               commit: tuple[str, str] | None = None) -> None:
+        """Run `write(pipe)` in one transaction with taking one of the user's unfinished-job slots.
+
+        WATCHes the user's active set (and `watch`), prunes members RQ says are over, and refuses
+        with 429 JOB_LIMIT_EXCEEDED when `max_active_jobs` are still unfinished. `check()` runs
+        after WATCH, before MULTI (to re-validate what the caller read). `commit` = (idempotency
+        key, value) marks that claim committed in the same transaction.
+        """
+        active_key = keys.user_active_jobs(user_id)
+        with self.conn.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(active_key, *watch)
+                    if check is not None:
+                        check()
+                    members = [m.decode() for m in pipe.smembers(active_key)]
+                    statuses = self._rq_statuses(members)
+                    live = [m for m, st in zip(members, statuses) if st in _LIVE_RQ and m != job_id]
+                    stale = [m for m, st in zip(members, statuses) if st not in _LIVE_RQ]
+                    if len(live) >= self.settings.max_active_jobs:
+                        raise APIError(
+                            429, ErrorCode.JOB_LIMIT_EXCEEDED,
+                            f"You already have {len(live)} unfinished jobs; the limit is "
+                            f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one.",
+                            headers={"Retry-After": str(JOB_SLOT_RETRY_AFTER)},
+                            extra={"retryAfter": JOB_SLOT_RETRY_AFTER})
+                    pipe.multi()
+                    if stale:
+                        pipe.srem(active_key, *stale)
+                    write(pipe)
+                    pipe.sadd(active_key, job_id)
+                    pipe.expire(active_key, self.settings.job_ttl)
+                    if commit is not None:
+                        pipe.set(commit[0], f"{commit[1]}|{_COMMITTED}", ex=IDEMPOTENCY_TTL)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def _rq_statuses(self, job_ids: list[str]) -> list[str | None]:
+        if not job_ids:
+            return []
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(Job.key_for(job_id), "status")
+            return [value.decode() if value else None for value in pipe.execute()]
+
+    def _claim_idempotency(self, redis_key: str, fingerprint: str, job_id: str) -> str | None:
+        """Claim the key for job_id (None), or return the job an identical earlier request created.
+
+        A claim still pending belongs to a request in flight: wait for its outcome.
+        """
+        deadline = time.monotonic() + IDEMPOTENCY_WAIT
+        while True:
+            if self.conn.set(redis_key, f"{job_id}|{fingerprint}|{_PENDING}", nx=True,
+                             ex=IDEMPOTENCY_PENDING_TTL):
+                return None
+            stored = self.conn.get(redis_key)
+            if stored is None:   # released or expired meanwhile: claim again
+                continue
+            earlier_id, earlier_fingerprint, state = stored.decode().rsplit("|", 2)
+            if earlier_fingerprint != fingerprint:
+                raise APIError(409, ErrorCode.IDEMPOTENCY_CONFLICT,
+                               "This Idempotency-Key was already used with a different request body")
+            if state == _COMMITTED:
+                return earlier_id
+            if time.monotonic() > deadline:
+                raise APIError(409, ErrorCode.IDEMPOTENCY_CONFLICT,
+                               "A request with this Idempotency-Key is still being processed; retry shortly",
+                               headers={"Retry-After": "1"})
+            time.sleep(0.02)
+
+    _RELEASE_IF_PENDING = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+    return 0
+    """
+
+    def _release_claim(self, redis_key: str, value: str) -> None:
+        """Free a claim this request made and never committed (compare-and-delete)."""
+        self.conn.eval(self._RELEASE_IF_PENDING, 1, redis_key, f"{value}|{_PENDING}")
 
     def _status_or_waiting(self, job_id: str) -> str:
         try:
             job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
-        except NoSuchJobError:   # the first request is still enqueueing it
+        except NoSuchJobError:   # cleaned away since; the replay still names it
             return Status.WAITING
         return self.status_of(job)
 
@@ -230,3 +355,163 @@ class JobService:
         waiting = self.queue.count
         seconds = 30 + 10 * (waiting // max(1, self.settings.worker_concurrency))
         return f"{seconds} seconds"
+
+    # -- retry and cancel ---------------------------------------------------------
+    def retry(self, job_id: str, user_id: str | None) -> dict:
+        """Requeue a failed or cancelled job under the same id, as if new (attempts, progress and
+        its event history reset); it takes one of the user's unfinished-job slots again."""
+        job = self.fetch(job_id, user_id)
+        owner = job.meta.get("userId")
+
+        def check() -> None:
+            status = self._current_status(job)
+            if status not in (Status.FAILED, Status.CANCELLED):
+                raise APIError(409, ErrorCode.JOB_NOT_RETRYABLE,
+                               f"Only failed or cancelled jobs can be retried; this one is {status}")
+
+        def write(pipe) -> None:
+            job.refresh()
+            intervals = self.settings.retry_intervals
+            job.meta.update({"progress": 0, "stage": None, "attempt": 0, "logs": [], "retriedAt": utcnow_iso()})
+            for name in ("error", "cancelled", "preview", "processedAt", "finishedAt"):
+                job.meta.pop(name, None)
+            job.retries_left = len(intervals) or None
+            job.retry_intervals = intervals or None
+            job.started_at = job.ended_at = None
+            job._exc_info = ""
+            for registry in (FailedJobRegistry, CanceledJobRegistry):
+                registry(self.queue.name, connection=self.conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
+            pipe.delete(keys.job_cancel(job_id), keys.job_events(job_id))
+            self.queue.enqueue_job(job, pipeline=pipe)
+
+        self._admit(owner, job_id, write, watch=(job.key,), check=check)
+        return {"jobId": job_id, "status": "retrying", "message": "Job has been queued for retry"}
+
+    def _current_status(self, job: Job) -> str:
+        """The API status as stored right now (404 if the job vanished meanwhile)."""
+        raw = self.conn.hget(job.key, "status")
+        if raw is None:
+            raise job_not_found()
+        return api_status(raw.decode())
+
+    def cancel(self, job_id: str, user_id: str | None) -> dict:
+        """Cancel a waiting, delayed or active job.
+
+        The cancel flag goes up first, so a worker that picks the job up at this very moment stops
+        at its first progress report. A job still in the queue is cancelled in RQ and its
+        `cancelled` event published here (no worker will); an active one is stopped on its worker
+        (`stop-job` command: a forking worker kills the work horse), whose worker discards the
+        partial outputs and publishes the `cancelled` event.
+        """
+        job = self.fetch(job_id, user_id)
+        owner = job.meta.get("userId")
+        with self.conn.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(job.key)
+                    status = self._current_status(job)
+                    if status not in Status.UNFINISHED:
+                        raise APIError(409, ErrorCode.JOB_NOT_CANCELLABLE,
+                                       f"Only waiting, delayed or active jobs can be cancelled; this one is {status}")
+                    self.conn.set(keys.job_cancel(job_id), "1", ex=self.settings.job_ttl)
+                    if status == Status.ACTIVE:
+                        pipe.reset()
+                        break
+                    pipe.multi()
+                    job.cancel(pipeline=pipe)
+                    events.publish(self.conn, job_id, owner,
+                                   {"type": EventType.CANCELLED, "message": "Job cancelled"},
+                                   ttl=self.settings.job_ttl, pipeline=pipe)
+                    pipe.execute()
+                    return _cancelled(job_id)
+                except redis.WatchError:
+                    continue
+        try:
+            send_stop_job_command(self.conn, job_id, serializer=JSONSerializer)
+        except InvalidJobOperation:
+            pass   # between two steps of its worker: the flag stops it at the next report
+        return _cancelled(job_id)
+
+    # -- queue administration -------------------------------------------------------
+    def stats(self) -> dict:
+        """Counts per state (SPEC §6), plus cancelled and whether workers are paused."""
+        name = self.queue.name
+        failed, cancelled_stopped = self._split_failed()
+        counts = {
+            Status.WAITING: self.queue.count,
+            Status.ACTIVE: StartedJobRegistry(name, connection=self.conn).count,
+            Status.COMPLETED: FinishedJobRegistry(name, connection=self.conn).count,
+            Status.FAILED: len(failed),
+            Status.DELAYED: ScheduledJobRegistry(name, connection=self.conn).count,
+            Status.CANCELLED: len(cancelled_stopped) + self.conn.zcard(CanceledJobRegistry(name, connection=self.conn).key),
+        }
+        return {**counts, "total": sum(counts.values()), "paused": self.paused(),
+                "timestamp": utcnow_iso()}
+
+    def _split_failed(self) -> tuple[list[str], list[str]]:
+        """The failed registry holds failed jobs and stopped (= cancelled while active) ones."""
+        ids = [i.decode() if isinstance(i, bytes) else i for i in
+               self.conn.zrange(FailedJobRegistry(self.queue.name, connection=self.conn).key, 0, -1)]
+        statuses = self._rq_statuses(ids)
+        stopped = [i for i, st in zip(ids, statuses) if st == JobStatus.STOPPED.value]
+        return [i for i, st in zip(ids, statuses) if st != JobStatus.STOPPED.value], stopped
+
+    def clean(self, *, status: str, grace_ms: int, limit: int) -> int:
+        """Remove up to `limit` jobs in `status` that finished more than `grace_ms` ago, with their
+        event streams, cancel flags and index entries. Images and generation records stay."""
+        if status not in CLEANABLE:
+            raise ValueError(f"status must be one of {', '.join(CLEANABLE)}")
+        cutoff = datetime.now(timezone.utc) - timedelta(milliseconds=grace_ms)
+        name = self.queue.name
+        if status == Status.COMPLETED:
+            candidates = self._registry_ids(FinishedJobRegistry(name, connection=self.conn))
+        elif status == Status.FAILED:
+            candidates = self._split_failed()[0]
+        else:
+            candidates = self._split_failed()[1] + self._registry_ids(CanceledJobRegistry(name, connection=self.conn))
+        removed = 0
+        for start in range(0, len(candidates), 200):
+            if removed >= limit:
+                break
+            batch = candidates[start:start + 200]
+            for job in Job.fetch_many(batch, connection=self.conn, serializer=JSONSerializer):
+                if removed >= limit:
+                    break
+                if job is None or self.status_of(job) != status:
+                    continue
+                ended = job.ended_at or job.created_at
+                if ended.tzinfo is None:
+                    ended = ended.replace(tzinfo=timezone.utc)
+                if ended > cutoff:
+                    continue
+                self._remove(job)
+                removed += 1
+        return removed
+
+    def _registry_ids(self, registry) -> list[str]:
+        # oldest first: registries are scored by expiry, which follows the end time
+        return [i.decode() if isinstance(i, bytes) else i for i in self.conn.zrange(registry.key, 0, -1)]
+
+    def _remove(self, job: Job) -> None:
+        user_id = job.meta.get("userId")
+        with self.conn.pipeline() as pipe:
+            job.delete(pipeline=pipe, remove_from_queue=True)
+            pipe.delete(keys.job_events(job.id), keys.job_cancel(job.id))
+            if user_id:
+                pipe.zrem(keys.user_jobs(user_id), job.id)
+                pipe.srem(keys.user_active_jobs(user_id), job.id)
+            pipe.execute()
+
+    def pause(self) -> None:
+        """Workers finish what they run and take nothing new (RQ's suspension, all workers)."""
+        suspend(self.conn)
+
+    def resume(self) -> None:
+        resume(self.conn)
+
+    def paused(self) -> bool:
+        return bool(is_suspended(self.conn))
+
+
+def _cancelled(job_id: str) -> dict:
+    return {"jobId": job_id, "status": "cancelled", "message": "Job cancelled successfully"}

@@ -56,8 +56,9 @@ def output_keys(payload: dict, generation_id: str) -> list[str]:
 def discard_outputs(ctx: WorkerContext, job_id: str, payload: dict) -> None:
     """Remove whatever an unfinished attempt uploaded and recorded."""
     generation_id = generation_id_for(job_id)
-    ctx.storage.delete(output_keys(payload, generation_id))
+    # rows first: a row must never point at a removed file, while a stray file harms nobody
     ctx.records.delete_generation(generation_id)
+    ctx.storage.delete(output_keys(payload, generation_id))
 
 
 class Generation:
@@ -75,7 +76,7 @@ class Generation:
     # -- reporting -------------------------------------------------------------
     def report(self, progress: int, stage: str, message: str | None = None, **extra) -> None:
         """Record and publish progress; raises JobCancelled when the owner cancelled the job."""
-        self._progress = max(self._progress, int(progress))   # never backwards within an attempt
+        self._advance(progress)
         meta = self.job.meta
         meta["progress"], meta["stage"] = self._progress, stage
         if message:
@@ -85,6 +86,10 @@ class Generation:
             event["message"] = message
         event.update(extra)
         self._write(event)
+
+    def _advance(self, progress: float) -> int:
+        self._progress = max(self._progress, round(progress))   # never backwards within an attempt
+        return self._progress
 
     def _write(self, event: dict) -> None:
         conn = self.ctx.redis.client
@@ -164,8 +169,8 @@ class Generation:
                      "width": rendered.width, "height": rendered.height, "size": rendered.size,
                      "format": rendered.format, "blurhash": rendered.blurhash}
             images.append(image)
-            self._write({"type": EventType.IMAGE, "progress": round(50 + (index + 1) * share),
-                         "image": image})
+            self.job.meta["progress"] = self._advance(50 + (index + 1) * share)
+            self._write({"type": EventType.IMAGE, "progress": self._progress, "image": image})
 
         record.status = "completed"
         self.ctx.records.save_generation(record)

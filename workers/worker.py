@@ -12,12 +12,13 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from snapasset import events
+from snapasset import events, webhooks
 from snapasset.config import Settings
 from snapasset.events import EventType
-from snapasset.jobs import open_queue
+from snapasset.jobs import JOB_FUNCTION, open_queue, open_webhook_queue
 from workers.bootstrap import WorkerContext, bootstrap, current_context
 from workers.pipeline import discard_outputs
+from workers.webhooks import enqueue_webhook
 
 __all__ = ["TerminalEventsMixin", "SnapAssetWorker", "build_worker", "run_worker"]
 
@@ -29,9 +30,15 @@ class TerminalEventsMixin:
 
     def handle_job_success(self, job: Job, queue, started_job_registry, execution):
         super().handle_job_success(job, queue, started_job_registry, execution)
-        self._publish(job, {"type": EventType.DONE, "progress": 100, "result": job._result})
+        if job.func_name != JOB_FUNCTION:   # e.g. a webhook delivery
+            return
+        event_id = self._publish(job, {"type": EventType.DONE, "progress": 100, "result": job._result})
+        self._notify(job, webhooks.EVENT_COMPLETED, event_id, result=job._result)
 
     def handle_job_failure(self, job: Job, queue, started_job_registry=None, exc_string="", execution=None):
+        if job.func_name != JOB_FUNCTION:
+            return super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
+                                              exc_string=exc_string, execution=execution)
         if job.meta.get("cancelled"):
             self._stopped_job_id = job.id       # RQ's own path for a stopped job: STOPPED, never retried
         cancelled = self._stopped_job_id == job.id
@@ -50,14 +57,31 @@ class TerminalEventsMixin:
                  "attemptsMade": job.meta.get("attempt", 1)}
         if delay is not None:
             event["retryIn"] = delay
-        self._publish(job, event)
+        event_id = self._publish(job, event)
+        if not will_retry:
+            self._notify(job, webhooks.EVENT_FAILED, event_id, error=error)
 
-    def _publish(self, job: Job, event: dict) -> None:
+    def _publish(self, job: Job, event: dict) -> str | None:
         ctx: WorkerContext = current_context()
         try:
-            events.publish(ctx.redis.client, job.id, job.meta["userId"], event, ttl=ctx.settings.job_ttl)
+            return events.publish(ctx.redis.client, job.id, job.meta["userId"], event, ttl=ctx.settings.job_ttl)
         except Exception:   # the job's state is already stored; a lost event must not undo it
             log.exception("could not publish %s for job %s", event["type"], job.id)
+            return None
+
+    def _notify(self, job: Job, event_type: str, event_id: str | None, **body) -> None:
+        """Queue the completion webhook; its delivery is retried on its own and never touches the job."""
+        url = (job.args[0] if job.args else {}).get("webhookUrl")
+        if not url:
+            return
+        ctx: WorkerContext = current_context()
+        try:
+            payload = webhooks.build_event(event_type, job.id, **body)
+            # one id per outcome: stable across delivery retries, new if the job is retried and ends again
+            msg_id = webhooks.message_id(f"{job.id}:{event_id or job.meta.get('attempt')}", event_type)
+            enqueue_webhook(open_webhook_queue(ctx.redis.client, ctx.settings), url, payload, msg_id)
+        except Exception:
+            log.exception("could not queue the %s webhook of job %s", event_type, job.id)
 
 
 class SnapAssetWorker(TerminalEventsMixin, Worker):
@@ -65,8 +89,9 @@ class SnapAssetWorker(TerminalEventsMixin, Worker):
 
 
 def build_worker(ctx: WorkerContext, worker_class=SnapAssetWorker, **kwargs):
-    queue = open_queue(ctx.redis.client, ctx.settings)
-    return worker_class([queue], connection=ctx.redis.client, serializer=JSONSerializer, **kwargs)
+    conn = ctx.redis.client
+    queues = [open_queue(conn, ctx.settings), open_webhook_queue(conn, ctx.settings)]
+    return worker_class(queues, connection=conn, serializer=JSONSerializer, **kwargs)
 
 
 def run_worker(settings: Settings | None = None, *, burst: bool = False) -> None:

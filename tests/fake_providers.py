@@ -1,0 +1,40 @@
+"""Providers the worker subprocess loads through SNAPASSET_PROVIDER=tests.fake_providers:<factory>.
+
+They sit at the edge of the system (where the image model would be) and fail in scripted ways.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snapasset.errors import ContentPolicyViolation, ProviderError
+from snapasset.providers.local import LocalProvider
+
+
+class FailingFirstAttempt(LocalProvider):
+    """Fails once per prompt (a retryable provider error), then draws like the local provider."""
+
+    def __init__(self, marker_dir: Path):
+        super().__init__()
+        self.marker_dir = marker_dir
+
+    def generate(self, request, *, on_partial=None):
+        self.marker_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.marker_dir / f"failed-{abs(hash(request.prompt)) % 10**12}"
+        if not marker.exists():
+            marker.touch()
+            raise ProviderError("The model is overloaded, try again")
+        return super().generate(request, on_partial=on_partial)
+
+
+class Refusing(LocalProvider):
+    def generate(self, request, *, on_partial=None):
+        raise ContentPolicyViolation("The prompt was refused by the safety system")
+
+
+def failing_first_attempt(settings):
+    return FailingFirstAttempt(settings.data_dir / "markers")
+
+
+def refusing(settings):
+    return Refusing()
