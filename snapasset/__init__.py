@@ -12,8 +12,9 @@ def create_app(settings=None, *, redis=None):
     configured server, or an embedded one.
     """
     from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from snapasset import errors
+    from snapasset import errors, limits
     from snapasset.api import register_blueprints
     from snapasset.api.common import EXTENSION, Services
     from snapasset.auth import Authenticator
@@ -32,6 +33,11 @@ def create_app(settings=None, *, redis=None):
         jobs=JobService(redis.client, settings),
         auth=Authenticator(settings),
     )
+    if settings.trusted_proxies:
+        # only the hops we trust may tell us the client's address (and scheme)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
+                                x_proto=settings.trusted_proxies)
     errors.init_app(app)
+    limits.init_app(app, settings, redis.url)
     register_blueprints(app)
     return app

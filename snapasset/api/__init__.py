@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snapasset.api import jobs, meta, sse, site
+from snapasset.api import jobs, meta, queue, sse, site
 
 __all__ = ["register_blueprints"]
 
@@ -10,5 +10,6 @@ __all__ = ["register_blueprints"]
 def register_blueprints(app) -> None:
     app.register_blueprint(meta.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(queue.bp)
     app.register_blueprint(sse.bp)
     app.register_blueprint(site.bp)

@@ -7,16 +7,18 @@ from dataclasses import dataclass
 
 from flask import current_app, g, request
 
-from snapasset.auth import Authenticator, Principal, unauthorized
+from snapasset.auth import Authenticator, Principal, forbidden, unauthorized
 from snapasset.config import Settings
 from snapasset.connections import RedisHandle
 from snapasset.errors import APIError, ErrorCode
 from snapasset.jobs import JobService
 
-__all__ = ["Services", "services", "principal", "require_user", "json_body", "absolute_url",
-           "absolutize_result", "EXTENSION"]
+__all__ = ["Services", "services", "principal", "require_user", "require_admin", "caller_identity",
+           "json_body", "absolute_url", "absolutize_result", "EXTENSION", "API_KEY_HEADER"]
 
 EXTENSION = "snapasset"
+API_KEY_HEADER = "X-API-Key"
+USER_ID_MAX = 128
 
 
 @dataclass
@@ -41,34 +43,93 @@ def _bearer() -> str | None:
     return None
 
 
+def _header_credentials() -> Principal | None:
+    """The caller named by a header (Bearer token or API key), verified; None when neither is sent."""
+    token = _bearer()
+    api_key = request.headers.get(API_KEY_HEADER)
+    if token and api_key is not None:
+        raise unauthorized(f"Send either a Bearer token or an {API_KEY_HEADER}, not both")
+    if token:
+        return services().auth.verify_access_token(token)
+    if api_key is not None:
+        return services().auth.verify_api_key(api_key.strip())
+    return None
+
+
 def principal(*, allow_query_token: bool = False, job_id: str | None = None) -> Principal:
-    """The authenticated caller, or 401. Cached on the request."""
+    """The authenticated caller, or 401. Cached on the request.
+
+    Only header credentials are cached: a query token is good for the endpoint that allowed it.
+    """
     cached = g.get("principal")
     if cached is not None:
         return cached
     auth = services().auth
-    token = _bearer()
-    found: Principal | None = None
-    if token:
-        found = auth.verify_access_token(token)
-    elif allow_query_token and request.args.get("access_token"):
+    found = _header_credentials()
+    if found is not None:
+        g.principal = found
+        return found
+    if allow_query_token and request.args.get("access_token"):
         found = auth.verify_access_token(request.args["access_token"])
     elif allow_query_token and job_id and request.args.get("token"):
         found = auth.verify_stream_token(request.args["token"], job_id)
     if found is None:
         raise unauthorized()
-    g.principal = found
     return found
 
 
+def caller_identity() -> Principal | None:
+    """Who seems to be calling, for rate-limit keys; never raises (bad credentials → None)."""
+    try:
+        found = _header_credentials()
+    except Exception:   # the view answers 401 (or 503) itself
+        return None
+    if found is not None:
+        g.principal = found
+        return found
+    try:
+        if request.args.get("access_token"):
+            return services().auth.verify_access_token(request.args["access_token"])
+        job_id = (request.view_args or {}).get("job_id")
+        if job_id and request.args.get("token"):
+            return services().auth.verify_stream_token(request.args["token"], job_id)
+    except Exception:
+        return None
+    return None
+
+
 def require_user(body_user_id: str | None = None) -> str:
-    """The user the request acts for; a JWT user may only act for themself."""
+    """The user the request acts for.
+
+    A JWT user acts for themself only (a different `userId` → 403). An API key with the `jobs`
+    scope acts for the `userId` given in the body (POST) or the query (GET/DELETE), which it must
+    give.
+    """
     caller = principal()
-    if body_user_id is not None and body_user_id != caller.user_id:
+    acting = body_user_id if body_user_id is not None else request.args.get("userId")
+    if caller.via == "api_key":
+        if "jobs" not in caller.scopes:
+            raise forbidden("This API key has no 'jobs' scope")
+        if acting is None:
+            raise APIError(400, ErrorCode.INVALID_REQUEST, "Missing required field: userId",
+                           details={"userId": "is required when calling with an API key"})
+        if not isinstance(acting, str) or not acting.strip() or len(acting) > USER_ID_MAX:
+            raise APIError(400, ErrorCode.INVALID_REQUEST, "Invalid field userId",
+                           details={"userId": f"must be a non-empty string of at most {USER_ID_MAX} characters"})
+        return acting
+    if acting is not None and acting != caller.user_id:
         raise APIError(403, ErrorCode.FORBIDDEN, "userId must match the authenticated user")
     if not caller.user_id:
         raise unauthorized()
     return caller.user_id
+
+
+def require_admin() -> Principal:
+    """An admin caller (an `admin`-scoped API key, or a JWT with app_metadata.role = admin); else 401/403."""
+    caller = principal()
+    if not caller.is_admin:
+        raise forbidden("Queue administration needs an admin")
+    return caller
 
 
 def json_body():

@@ -1,12 +1,12 @@
-"""/api/jobs: create, read and list generation jobs."""
+"""/api/jobs: create, read, list, retry and cancel generation jobs."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
 from snapasset.api.common import absolute_url, absolutize_result, json_body, require_user, services
-from snapasset.errors import APIError, ErrorCode
 from snapasset.jobs import Status
+from snapasset import limits
 from snapasset.schema import invalid, parse_job_request
 
 __all__ = ["bp"]
@@ -24,7 +24,8 @@ def create_job():
     if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
         raise invalid({"Idempotency-Key": f"must be 1 to {IDEMPOTENCY_KEY_MAX} characters"})
     svc = services()
-    created = svc.jobs.create(user_id, request_body, idempotency_key=key)
+    created = svc.jobs.create(user_id, request_body, idempotency_key=key,
+                              quota=limits.current_limits().job_quota(user_id))
     body = dict(created.job)
     token = svc.auth.mint_stream_token(user_id, body["jobId"])
     body["statusUrl"] = absolute_url(body["statusUrl"])
@@ -64,3 +65,16 @@ def list_jobs():
     if details:
         raise invalid(details)
     return jsonify(services().jobs.list(user_id, status=status, limit=limit, cursor=cursor))
+
+
+@bp.post("/<job_id>/retry")
+def retry_job(job_id: str):
+    body = request.get_json(silent=True) if request.get_data(cache=True).strip() else None
+    user_id = require_user(body.get("userId") if isinstance(body, dict) else None)
+    return jsonify(services().jobs.retry(job_id, user_id))
+
+
+@bp.delete("/<job_id>/cancel")
+def cancel_job(job_id: str):
+    user_id = require_user()
+    return jsonify(services().jobs.cancel(job_id, user_id))

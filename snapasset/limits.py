@@ -1,0 +1,202 @@
+"""Rate limits (SPEC §3): Flask-Limiter counting in the app's Redis, so every web process shares them.
+
+* **General**: ``settings.rate_limit`` (100 per 15 minutes) for the whole API, one bucket per
+  caller across all routes (a Flask-Limiter *application* limit). The caller is the user of a
+  verified token; an API key acting for a ``userId`` counts for that user, otherwise for the key;
+  anonymous requests and bad credentials count per client IP. The IP is the socket peer, or —
+  with ``SNAPASSET_TRUSTED_PROXIES=n`` — what the n proxies we trust appended to
+  X-Forwarded-For (werkzeug's ProxyFix in ``create_app``), so a client cannot dodge the limit by
+  sending its own X-Forwarded-For. Liveness/readiness/metrics probes and media are exempt.
+* **Job creation**: ``settings.job_rate_limit`` (20 per hour) per user, taken by :class:`JobQuota`
+  inside ``JobService.create`` only when a job is accepted: a request refused for any reason
+  (validation, too many unfinished jobs, Redis error) gives its unit back, an idempotent replay
+  takes none. Taking is an atomic INCR, so concurrent requests cannot overshoot.
+* **Unfinished jobs**: ``settings.max_active_jobs`` — see ``snapasset.jobs`` (a Redis transaction).
+
+Every limited response carries ``X-RateLimit-Limit/Remaining/Reset`` (the limit nearest to
+running out; Reset in unix seconds); a 429 also carries ``Retry-After`` and ``retryAfter`` (both
+seconds to wait) in the spec's error shape.
+
+**When Redis is unreachable** the limiter neither fails the request nor stops limiting: the
+first storage error switches this process to an in-memory copy of the general limit
+(``in_memory_fallback``), so the API keeps answering — with limits enforced per process instead
+of across processes — and Flask-Limiter probes Redis again with a backoff of 1, 2, 4 … 32 s
+(then from 1 s again) and switches back as soon as it answers. Calls to Redis time out after
+``STORAGE_TIMEOUT`` seconds, so a hung Redis costs a request at most that much.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from flask import current_app, g, jsonify, request
+from flask_limiter import ApplicationLimit, Limiter, RequestLimit
+from flask_limiter.errors import RateLimitExceeded
+from limits import RateLimitItem, parse
+
+from snapasset.api.common import caller_identity
+from snapasset.config import Settings
+from snapasset.errors import APIError, ErrorCode, error_body
+
+__all__ = ["RateLimits", "JobQuota", "init_app", "rate_limit_key", "storage_uri", "EXTENSION",
+           "EXEMPT_PATHS"]
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "snapasset.limits"
+STORAGE_TIMEOUT = 0.5
+JOB_SCOPE = "jobs:create"
+EXEMPT_PATHS = ("/health", "/ready", "/metrics")
+EXEMPT_PREFIXES = ("/media/",)
+_QUOTA_LIMITS = "snapasset_quota_limits"
+
+
+class Header:
+    LIMIT = "X-RateLimit-Limit"
+    REMAINING = "X-RateLimit-Remaining"
+    RESET = "X-RateLimit-Reset"
+    RETRY_AFTER = "Retry-After"
+
+
+def storage_uri(redis_url: str) -> str:
+    """The `limits` storage URI for a redis-py URL (`unix://` sockets are `redis+unix://` there)."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def rate_limit_key() -> str:
+    """Whom a request counts against (see the module docstring)."""
+    caller = caller_identity()
+    if caller is None:
+        return f"ip:{request.remote_addr or 'unknown'}"
+    if caller.via == "api_key":
+        acting = _acting_user()
+        return f"user:{acting}" if acting else f"key:{caller.key_name}"
+    return f"user:{caller.user_id}"
+
+
+def _acting_user() -> str | None:
+    acting = request.args.get("userId")
+    if acting is None and request.is_json:
+        try:
+            body = request.get_json(silent=True)
+        except Exception:   # too large and the like: the view answers that
+            body = None
+        acting = body.get("userId") if isinstance(body, dict) else None
+    return acting if isinstance(acting, str) and acting else None
+
+
+def _exempt() -> bool:
+    path = request.path
+    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
+
+
+@dataclass
+class RateLimits:
+    """The app's limiter and the job-creation limit (in app.extensions[EXTENSION])."""
+    limiter: Limiter
+    job_limit: RateLimitItem
+
+    def job_quota(self, user_id: str) -> JobQuota:
+        return JobQuota(self, user_id)
+
+
+class JobQuota:
+    """One user's job-creation allowance, in the limiter's storage (see snapasset.jobs.Quota)."""
+
+    def __init__(self, limits: RateLimits, user_id: str):
+        self.limits = limits
+        self.args = (f"user:{user_id}", JOB_SCOPE)
+
+    def _request_limit(self, breached: bool) -> RequestLimit:
+        return RequestLimit(self.limits.limiter, self.limits.job_limit, list(self.args), breached, True)
+
+    def acquire(self) -> None:
+        strategy = self.limits.limiter.limiter     # the in-memory fallback while Redis is away
+        accepted = strategy.hit(self.limits.job_limit, *self.args)
+        g.setdefault(_QUOTA_LIMITS, []).append(self._request_limit(breached=not accepted))
+        if not accepted:
+            strategy.hit(self.limits.job_limit, *self.args, cost=-1)   # count accepted jobs only
+            raise rate_limited(self._request_limit(breached=True),
+                               f"Job creation limit reached ({self.limits.job_limit}); try again later")
+
+    def release(self) -> None:
+        self.limits.limiter.limiter.hit(self.limits.job_limit, *self.args, cost=-1)
+
+
+def _seconds_until(moment: float) -> int:
+    return max(1, math.ceil(moment - time.time()))
+
+
+def rate_limited(limit: RequestLimit, message: str) -> APIError:
+    reset = limit.window[0]
+    retry_after = _seconds_until(reset)
+    return APIError(429, ErrorCode.RATE_LIMIT_EXCEEDED, message,
+                    headers={Header.RETRY_AFTER: str(retry_after)}, extra={"retryAfter": retry_after})
+
+
+def _headline(limits: list[RequestLimit]) -> tuple[RequestLimit, tuple[float, int]] | None:
+    """The limit to show: a breached one, else the one with the fewest requests left."""
+    shown = None
+    for limit in limits:
+        window = limit.window
+        if limit.breached:
+            return limit, window
+        if shown is None or window[1] < shown[1][1]:
+            shown = (limit, window)
+    return shown
+
+
+def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
+    """Attach Flask-Limiter (storage: the Redis at redis_url) and the SnapAsset headers and 429s."""
+    limiter = Limiter(
+        rate_limit_key,
+        application_limits=[settings.rate_limit],
+        storage_uri=storage_uri(redis_url),
+        storage_options={"socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT},
+        strategy="fixed-window",
+        headers_enabled=False,            # ours below: on errors too, Retry-After only on 429
+        in_memory_fallback_enabled=True,
+        in_memory_fallback=[ApplicationLimit(limit_provider=settings.rate_limit, key_function=rate_limit_key)],
+        swallow_errors=True,              # a limiter fault never turns into a 500
+        # unknown paths and 405s count too (Flask-Limiter skips requests without an endpoint)
+        request_identifier=lambda: request.endpoint or "unmatched",
+    )
+    limiter.request_filter(_exempt)
+    limiter.init_app(app)
+    limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit))
+    app.extensions[EXTENSION] = limits
+
+    @app.errorhandler(RateLimitExceeded)
+    def handle_rate_limited(exc: RateLimitExceeded):
+        breached = next((lim for lim in limiter.current_limits if lim.breached), limiter.current_limit)
+        error = rate_limited(breached, f"Rate limit exceeded ({exc.limit.limit}); try again later") \
+            if breached is not None else APIError(429, ErrorCode.RATE_LIMIT_EXCEEDED, "Rate limit exceeded")
+        response = jsonify(error_body(429, error.error_code, error.message, **error.extra))
+        response.status_code = 429
+        response.headers.update(error.extra_headers)
+        return response
+
+    @app.after_request
+    def add_rate_limit_headers(response):
+        try:
+            shown = _headline(list(limiter.current_limits) + g.get(_QUOTA_LIMITS, []))
+        except Exception:   # storage gone between the check and now: the answer goes out without them
+            log.warning("rate-limit headers skipped: limiter storage unreachable")
+            return response
+        if shown is not None:
+            limit, (reset, remaining) = shown
+            response.headers[Header.LIMIT] = str(limit.limit.amount)
+            response.headers[Header.REMAINING] = str(max(0, remaining))
+            response.headers[Header.RESET] = str(math.ceil(reset))
+        return response
+
+    return limits
+
+
+def current_limits() -> RateLimits:
+    return current_app.extensions[EXTENSION]
