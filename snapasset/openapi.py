@@ -56,6 +56,9 @@ def _errors(*names: str) -> dict:
 JOB_ID = {"name": "jobId", "in": "path", "required": True,
           "schema": {"type": "string", "pattern": r"^gen-\d+-[a-z0-9]{10,}$"},
           "description": "The job's id, `gen-<unix seconds>-<random>`."}
+USER_ID = {"name": "userId", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
+           "description": "With an API key (scope `jobs`): the user to act for (required then). "
+                          "With a JWT: optional, must equal `sub`."}
 RATE_HEADERS = {
     "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
     "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
@@ -251,6 +254,9 @@ def _sse_operation(summary: str, description: str, parameters: list) -> dict:
                        {"name": "Last-Event-ID", "in": "header", "required": False,
                         "schema": {"type": "string"},
                         "description": "Resume after this event id; events are never sent twice."},
+                       {"name": "lastEventId", "in": "query", "required": False, "schema": {"type": "string"},
+                        "description": "The same as Last-Event-ID, for clients that cannot set headers."},
+                       USER_ID,
                        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
                         "description": "The job-bound token of the create response's `streamUrl`."},
                        {"name": "access_token", "in": "query", "required": False,
@@ -262,7 +268,7 @@ def _sse_operation(summary: str, description: str, parameters: list) -> dict:
                     "content": {"text/event-stream": {"schema": {"type": "string"},
                                                       "x-event-schema": _ref("StreamEvent")}}},
             "204": {"description": "The job ended before this (re)connection; nothing more will come."},
-            **_errors("Unauthorized", "NotFound", "TooManyRequests", "ServiceUnavailable"),
+            **_errors("InvalidRequest", "Unauthorized", "NotFound", "TooManyRequests", "ServiceUnavailable"),
         },
     }
 
@@ -294,8 +300,7 @@ def _paths() -> dict:
                      "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "`nextCursor` of the previous page."},
-                    {"name": "userId", "in": "query", "required": False, "schema": {"type": "string"},
-                     "description": "With an API key: the user whose jobs to list."},
+                    USER_ID,
                 ],
                 "responses": {"200": _json(_ref("JobList"), "One page of jobs."),
                               **_errors("InvalidRequest", "Unauthorized", "TooManyRequests")},
@@ -304,7 +309,7 @@ def _paths() -> dict:
         "/api/jobs/{jobId}": {
             "get": {
                 "tags": ["jobs"], "operationId": "getJob", "summary": "A job's status, progress and result",
-                "security": USER_AUTH, "parameters": [JOB_ID],
+                "security": USER_AUTH, "parameters": [JOB_ID, USER_ID],
                 "responses": {"200": _json(_ref("Job"), "The job."),
                               **_errors("Unauthorized", "NotFound", "TooManyRequests")},
             },
@@ -312,7 +317,10 @@ def _paths() -> dict:
         "/api/jobs/{jobId}/retry": {
             "post": {
                 "tags": ["jobs"], "operationId": "retryJob", "summary": "Queue a failed or cancelled job again",
-                "security": USER_AUTH, "parameters": [JOB_ID],
+                "security": USER_AUTH, "parameters": [JOB_ID, USER_ID],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"userId": {"type": "string"}},
+                    "description": "Optional; an API key may name the user here instead of the query."}}}},
                 "responses": {"200": _json(_ref("JobAction"), "Queued for retry (`status`: `retrying`)."),
                               **_errors("Unauthorized", "NotFound", "Conflict", "TooManyRequests")},
             },
@@ -321,7 +329,7 @@ def _paths() -> dict:
             "delete": {
                 "tags": ["jobs"], "operationId": "cancelJob",
                 "summary": "Cancel a waiting, delayed or active job",
-                "security": USER_AUTH, "parameters": [JOB_ID],
+                "security": USER_AUTH, "parameters": [JOB_ID, USER_ID],
                 "responses": {"200": _json(_ref("JobAction"), "Cancelled."),
                               **_errors("Unauthorized", "NotFound", "Conflict", "TooManyRequests")},
             },
