@@ -100,6 +100,7 @@ class RateLimits:
     """The app's limiter and the job-creation limit (in app.extensions[EXTENSION])."""
     limiter: Limiter
     job_limit: RateLimitItem
+    key_prefix: str
 
     def job_quota(self, user_id: str) -> JobQuota:
         return JobQuota(self, user_id)
@@ -110,7 +111,7 @@ class JobQuota:
 
     def __init__(self, limits: RateLimits, user_id: str):
         self.limits = limits
-        self.args = (f"user:{user_id}", JOB_SCOPE)
+        self.args = (limits.key_prefix, f"user:{user_id}", JOB_SCOPE)
 
     def _request_limit(self, breached: bool) -> RequestLimit:
         return RequestLimit(self.limits.limiter, self.limits.job_limit, list(self.args), breached, True)
@@ -165,10 +166,12 @@ def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
         swallow_errors=True,              # a limiter fault never turns into a 500
         # unknown paths and 405s count too (Flask-Limiter skips requests without an endpoint)
         request_identifier=lambda: request.endpoint or "unmatched",
+        # one deployment (its queue) shares counters across processes; another one never sees them
+        key_prefix=settings.queue_name,
     )
     limiter.request_filter(_exempt)
     limiter.init_app(app)
-    limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit))
+    limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit), key_prefix=settings.queue_name)
     app.extensions[EXTENSION] = limits
 
     @app.errorhandler(RateLimitExceeded)

@@ -152,3 +152,13 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def make_app(settings, redis_handle):
+    """Another app on the same Redis, with some settings changed (limits, keys, JWKS ...)."""
+    def make(redis: RedisHandle | None = None, **changes):
+        app = create_app(settings.replace(**changes), redis=redis or redis_handle)
+        app.config["TESTING"] = True
+        return app
+    return make
