@@ -30,6 +30,7 @@ class Env:
     API_KEYS = "SNAPASSET_API_KEYS"
     OPENAI_API_KEY = "OPENAI_API_KEY"
     OPENAI_BASE_URL = "OPENAI_BASE_URL"
+    OPENAI_TIMEOUT = "SNAPASSET_OPENAI_TIMEOUT"
     IMAGE_MODEL = "SNAPASSET_IMAGE_MODEL"
     PROVIDER = "SNAPASSET_PROVIDER"
     LOCAL_LATENCY = "SNAPASSET_LOCAL_LATENCY"
@@ -136,6 +137,7 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = ()
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
+    openai_timeout: float = 120.0       # seconds for one Images API request
     image_model: str = "gpt-image-1"
     provider: str = "local"            # local | openai | module:factory
     local_latency: float = 0.0
@@ -196,6 +198,7 @@ class Settings:
             api_keys=parse_api_keys(env.get(Env.API_KEYS)),
             openai_api_key=openai_key,
             openai_base_url=env.get(Env.OPENAI_BASE_URL) or None,
+            openai_timeout=_float(env, Env.OPENAI_TIMEOUT, 120.0),
             image_model=env.get(Env.IMAGE_MODEL) or "gpt-image-1",
             provider=provider,
             local_latency=_float(env, Env.LOCAL_LATENCY, 0.0),

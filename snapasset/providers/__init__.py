@@ -19,7 +19,7 @@ def build_provider(settings: Settings) -> ImageProvider:
     if settings.provider == "openai":
         from snapasset.providers.openai import OpenAIProvider
         return OpenAIProvider(api_key=settings.openai_api_key, model=settings.image_model,
-                              base_url=settings.openai_base_url)
+                              base_url=settings.openai_base_url, timeout=settings.openai_timeout)
     module_name, _, factory_name = settings.provider.partition(":")
     if not factory_name:
         raise ConfigError(f"unknown provider {settings.provider!r}: use local, openai or module:factory")
