@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from snapasset.config import Settings
 from snapasset.connections import RedisHandle, open_redis
 from snapasset.providers import ImageProvider, build_provider
 from snapasset.records import Records, build_records, supabase_client
 from snapasset.storage import Storage, build_storage
+from workers.rendering import InlineRenderer, Renderer
 
 __all__ = ["WorkerContext", "bootstrap", "current_context"]
 
@@ -20,6 +21,8 @@ class WorkerContext:
     provider: ImageProvider
     storage: Storage
     records: Records
+    # the concurrent worker swaps in its process pool; everything else renders in the job's thread
+    renderer: Renderer = field(default_factory=InlineRenderer)
 
 
 _context: WorkerContext | None = None

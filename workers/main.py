@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from snapasset.config import Settings
-from workers.worker import run_worker
+from workers.concurrent import run_concurrent_worker
 
 __all__ = ["run"]
 
 
-def run(settings: Settings, *, burst: bool = False) -> None:
-    run_worker(settings, burst=burst)
+def run(settings: Settings, *, burst: bool = False, **options) -> None:
+    """Run the concurrent worker (SNAPASSET_WORKER_CONCURRENCY jobs in flight); `options` go to
+    ConcurrentWorker (shutdown_grace, heartbeat_grace, job_monitoring_interval …)."""
+    run_concurrent_worker(settings, burst=burst, **options)

@@ -143,8 +143,8 @@ class Generation:
         self.report(30, Stage.GENERATING, "Image generated successfully")
 
         self.report(30, Stage.DOWNLOADING, "Downloading image...")
-        source = imaging.decode(generated.data)
-        focus = imaging.focal_point(source)
+        # decode once, focus once, every platform: in a render process when the worker has a pool
+        renders = self.ctx.renderer.render_all(generated.data, self.platforms, self.format)
 
         self.report(40, Stage.SAVING, "Saving to database...")
         record = GenerationRecord(
@@ -155,9 +155,8 @@ class Generation:
 
         images = []
         share = 50 / len(self.platforms)
-        for index, platform in enumerate(self.platforms):
+        for index, (platform, rendered) in enumerate(zip(self.platforms, renders)):
             self.report(50 + index * share, Stage.PROCESSING, f"Processing {platform.name}...")
-            rendered = imaging.render(source, platform, self.format, focus=focus)
             key = object_key(self.user_id, self.generation_id, platform.id, rendered.width, rendered.height,
                              rendered.extension)
             url = self.ctx.storage.put(key, rendered.data, rendered.content_type)

@@ -1,0 +1,445 @@
+"""The worker a SnapAsset worker dyno runs: many generations in flight in one process.
+
+A generation spends most of its time waiting on the image model, so one RQ worker here keeps
+up to `concurrency` jobs in flight, each in a thread of its own, and sends their Pillow work
+to a pool of processes, one per core (workers/rendering.py). Everything else is RQ's own
+machinery, used per job rather than per worker:
+
+- dequeue: RQ's dequeue_any (BLMOVE, or BLPOP over several queues), so several worker
+  processes share a queue and a job is handed to exactly one of them;
+- each job gets an RQ Execution (StartedJobRegistry, the worker's execution index, `rq info`),
+  heartbeats from one thread for all of them, and RQ's perform_job / handle_job_success /
+  handle_job_failure (results, retries with backoff, failed registry, dependents);
+- per-job timeouts, stop-job / stop-execution commands and shutdown stop one job's thread
+  cooperatively (workers/control.py explains why not by killing or injecting exceptions);
+- abandoned jobs of a worker that died (SIGKILL, lost dyno) are found by RQ's
+  StartedJobRegistry cleanup when their executions' heartbeats expire, and retried or failed
+  (WORKER_LOST) — the maintenance here also tells the job's followers so;
+- RQ's scheduler (retries waiting in `delayed`) and suspension (queue pause: no new job is
+  taken, running ones finish).
+
+Shutdown (SIGTERM, as Heroku sends before SIGKILL 30 s later): no more jobs are taken, the
+running ones get `shutdown_grace` seconds to finish; the rest are interrupted, clean up after
+themselves and go back to the front of the queue, so nothing is lost or counted as a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import redis.exceptions
+from rq import worker_registration
+from rq.command import handle_command, parse_payload
+from rq.exceptions import DequeueTimeout, StopRequested
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import clean_registries
+from rq.utils import now
+from rq.worker import BaseWorker, DequeueStrategy, WorkerStatus
+from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+
+from snapasset.config import Settings
+from snapasset.errors import ErrorCode
+from snapasset.events import EventType
+from snapasset.jobs import JOB_FUNCTION
+from workers.bootstrap import WorkerContext, bootstrap
+from workers.control import (Checkpointed, ControlDeathPenalty, InterruptibleProvider, JobControl, Reason,
+                             bind_control)
+from workers.rendering import RenderPool, render_processes
+from workers.worker import TerminalEventsMixin, build_worker
+
+__all__ = ["ConcurrentWorker", "make_concurrent", "run_concurrent_worker"]
+
+log = logging.getLogger(__name__)
+
+REQUEUED_LOG = "The worker shut down during this attempt; the job was queued again"
+LOST_MESSAGE = "The worker running this job stopped unexpectedly"
+
+
+@dataclass
+class Running:
+    job: Job
+    queue: Queue
+    execution: Execution
+    control: JobControl
+    thread: threading.Thread | None = None
+    abandoned: bool = False     # put back in the queue while its thread was stuck; its outcome is ignored
+    started: float = field(default_factory=time.monotonic)
+
+
+class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
+    """An RQ worker that runs up to `concurrency` jobs at once, each in its own thread."""
+
+    death_penalty_class = ControlDeathPenalty
+
+    def __init__(self, queues, *, concurrency: int = 16, shutdown_grace: float = 20.0,
+                 interrupt_grace: float = 5.0, heartbeat_grace: int = 60, poll_interval: int = 2,
+                 maintenance_interval: int = 60, **kwargs):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self._local = threading.local()   # before BaseWorker sets _stopped_job_id
+        super().__init__(queues, maintenance_interval=maintenance_interval, **kwargs)
+        self.concurrency = concurrency
+        self.shutdown_grace = shutdown_grace
+        self.interrupt_grace = interrupt_grace
+        self.heartbeat_grace = heartbeat_grace   # RQ's margin (60 s) over the heartbeat interval
+        self.poll_interval = poll_interval       # longest blocking dequeue: how soon a stop is noticed
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._running: dict[str, Running] = {}
+        self._changed = threading.Condition()    # guards _running; notified when a job ends
+        self._shutdown_started: float | None = None
+        self._cold = False
+        self._beats_stop = threading.Event()
+        self._connection_wait = 1.0
+
+    # RQ marks a job STOPPED when `_stopped_job_id` names it while its failure is handled. With
+    # many jobs in flight that must be per job: it lives in the thread handling the job.
+    @property
+    def _stopped_job_id(self) -> str | None:
+        return getattr(self._local, "stopped_job_id", None)
+
+    @_stopped_job_id.setter
+    def _stopped_job_id(self, job_id: str | None) -> None:
+        self._local.stopped_job_id = job_id
+
+    @property
+    def running_job_ids(self) -> list[str]:
+        with self._changed:
+            return list(self._running)
+
+    # -- the loop ----------------------------------------------------------------------
+    def work(self, burst: bool = False, logging_level: str | None = None,
+             date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT,
+             max_jobs: int | None = None, with_scheduler: bool = False,
+             dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT) -> bool:
+        self.bootstrap(logging_level, date_format, log_format)
+        self._dequeue_strategy = dequeue_strategy
+        if with_scheduler:
+            self._start_scheduler(burst, logging_level, date_format, log_format)
+        self._install_signal_handlers()
+        beats = threading.Thread(target=self._heartbeats, name="rq-heartbeats", daemon=True)
+        beats.start()
+        self.log.info("Worker %s: up to %d jobs at once", self.name, self.concurrency)
+        started = 0
+        try:
+            while True:
+                self.check_for_suspension(burst)
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                if self._stop_requested:
+                    self.log.info("Worker %s: stopping on request", self.name)
+                    break
+                if not self._slots.acquire(timeout=1):
+                    continue
+                result = self._dequeue(burst)
+                if result is None:
+                    self._slots.release()
+                    if burst:
+                        if not self.running_job_ids:
+                            self.log.info("Worker %s: done, quitting", self.name)
+                            break
+                        self._wait_for_change(1.0)
+                    continue
+                self._start_job(*result)
+                started += 1
+                if max_jobs is not None and started >= max_jobs:
+                    self.log.info("Worker %s: took %d jobs, finishing them and quitting", self.name, started)
+                    break
+        except StopRequested:
+            pass
+        except Exception:
+            self.log.error("Worker %s: unhandled exception, finishing running jobs and quitting",
+                           self.name, exc_info=True)
+        finally:
+            try:
+                self._drain()
+            finally:
+                self._beats_stop.set()
+                beats.join(timeout=5)
+                self.teardown()
+        return bool(started)
+
+    def _dequeue(self, burst: bool) -> tuple[Job, Queue] | None:
+        timeout = None if burst else max(1, min(self.dequeue_timeout, self.poll_interval))
+        try:
+            result = self.queue_class.dequeue_any(
+                self._ordered_queues, timeout, connection=self.connection, job_class=self.job_class,
+                serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+        except DequeueTimeout:
+            return None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self.log.error("Worker %s: could not reach Redis: %s; retrying in %.0f s",
+                           self.name, exc, self._connection_wait)
+            time.sleep(self._connection_wait)
+            self._connection_wait = min(self._connection_wait * self.exponential_backoff_factor,
+                                        self.max_connection_wait_time)
+            return None
+        self._connection_wait = 1.0
+        if result is not None:
+            job, queue = result
+            self.reorder_queues(reference_queue=queue)
+            job.redis_server_version = self.get_redis_server_version()
+            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
+        return result
+
+    def _start_job(self, job: Job, queue: Queue) -> None:
+        with self._changed:
+            # registers the Execution (StartedJobRegistry, worker index) and marks the worker busy
+            execution = self.prepare_execution(job)
+            running = Running(job=job, queue=queue, execution=execution, control=JobControl(job.id))
+            self._running[job.id] = running
+        running.thread = threading.Thread(target=self._run_job, args=(running,), name=f"job:{job.id}",
+                                          daemon=True)
+        running.thread.start()
+
+    def _run_job(self, running: Running) -> None:
+        bind_control(running.control)
+        try:
+            self.perform_job(running.job, running.queue, running.execution)
+        except Exception:   # perform_job handles the job's own errors; this is RQ bookkeeping failing
+            self.log.exception("Worker %s: job %s could not be finalised", self.name, running.job.id)
+        finally:
+            with self._changed:
+                if self._running.get(running.job.id) is running:
+                    del self._running[running.job.id]
+                if not self._running and not running.abandoned:
+                    self._set_state_quietly(WorkerStatus.IDLE)
+                self._changed.notify_all()
+            self._slots.release()
+
+    def _set_state_quietly(self, state: str) -> None:
+        try:
+            self.set_state(state)
+        except redis.exceptions.RedisError:
+            self.log.warning("Worker %s: could not record state %s", self.name, state)
+
+    def _wait_for_change(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+    # -- heartbeats ----------------------------------------------------------------------
+    def _heartbeats(self) -> None:
+        interval = max(1, self.job_monitoring_interval)
+        while not self._beats_stop.wait(interval):
+            try:
+                self._beat()
+            except Exception:
+                self.log.exception("Worker %s: heartbeat failed", self.name)
+
+    def _beat(self) -> None:
+        """The worker's, every execution's and every job's heartbeat, in one round trip: this is
+        what keeps RQ from treating the jobs as abandoned."""
+        with self._changed:
+            running = [r for r in self._running.values() if not r.abandoned]
+        with self.connection.pipeline() as pipe:
+            self.heartbeat(pipeline=pipe)
+            checks = []
+            for r in running:
+                job = r.job
+                working = time.monotonic() - r.started
+                ttl = self.get_heartbeat_ttl(job, working)
+                checks.append((len(pipe), r.execution.key))
+                r.execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                checks.append((len(pipe), job.key))
+                job.heartbeat(now(), ttl, pipeline=pipe)
+            results = pipe.execute()
+            # a job that ended between the snapshot and the pipeline: its keys were deleted and
+            # the heartbeat just re-created them with one field; delete them again (rq#1450)
+            stale = [key for index, key in checks if results[index] == 1]
+            if stale:
+                self.connection.delete(*stale)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        interval = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            interval = min(max(job.timeout - working_time, 0), interval)
+        return int(interval) + self.heartbeat_grace
+
+    # -- outcomes ------------------------------------------------------------------------
+    def handle_job_success(self, job: Job, queue, started_job_registry, execution):
+        if self._is_abandoned(job):
+            return
+        super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def handle_job_failure(self, job: Job, queue, started_job_registry=None, exc_string="", execution=None):
+        running = self._running.get(job.id)
+        if running is not None and running.execution == execution:
+            if running.abandoned:
+                return
+            if running.control.reason == Reason.SHUTDOWN:
+                self._requeue(job, queue, execution)
+                return
+            if running.control.reason == Reason.STOPPED:
+                self._stopped_job_id = job.id
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
+                                   exc_string=exc_string, execution=execution)
+
+    def _is_abandoned(self, job: Job) -> bool:
+        running = self._running.get(job.id)
+        return running is not None and running.abandoned
+
+    def _requeue(self, job: Job, queue: Queue, execution: Execution | None) -> None:
+        """Put an interrupted job back at the front of its queue: not a failure, not an attempt."""
+        meta = job.meta
+        meta.pop("error", None)
+        if "attempt" in meta:
+            meta["attempt"] = max(0, meta["attempt"] - 1)
+        if "logs" in meta:
+            meta["logs"] = meta["logs"] + [REQUEUED_LOG]
+        job.started_at = job.ended_at = None
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            pipe.execute()
+        self.log.info("Worker %s: job %s interrupted by shutdown, queued again", self.name, job.id)
+
+    # -- commands (stop one job, not the worker) ---------------------------------------------
+    def handle_payload(self, message):
+        payload = parse_payload(message)
+        command = payload.get("command")
+        if command == "stop-job":
+            self.stop_job(payload.get("job_id") or "")
+        elif command == "stop-execution":
+            self.request_stop_execution(payload.get("execution_id") or "")
+        elif command == "kill-horse":
+            self.log.info("Worker %s: no work horse to kill here; stop jobs with stop-job", self.name)
+        else:
+            handle_command(self, payload)
+
+    def stop_job(self, job_id: str) -> bool:
+        running = self._running.get(job_id)
+        if running is None:
+            self.log.info("Worker %s: not running job %s, stop ignored", self.name, job_id)
+            return False
+        if running.control.interrupt(Reason.STOPPED):
+            self.log.info("Worker %s: stopping job %s", self.name, job_id)
+        return True
+
+    def request_stop_execution(self, execution_id: str):
+        for running in list(self._running.values()):
+            if running.execution.id == execution_id:
+                return self.stop_job(running.job.id)
+        self.log.info("Worker %s: not running execution %s, stop ignored", self.name, execution_id)
+        return False
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def _shutdown(self):
+        """First SIGTERM/SIGINT (from RQ's request_stop): take no more jobs, let the running ones
+        finish within the grace period. Never raises in the signal handler: a dequeue cut off
+        mid-reply could strand a job in RQ's intermediate queue."""
+        self._stop_requested = True
+        self._shutdown_started = time.monotonic()
+        self.log.info("Worker %s: shutting down; %d job(s) in flight get %.0f s to finish",
+                      self.name, len(self._running), self.shutdown_grace)
+        try:
+            self.set_shutdown_requested_date()
+        except redis.exceptions.RedisError:
+            pass
+        if self.scheduler:
+            self.stop_scheduler()
+
+    def request_force_stop(self, signum, frame):
+        """A second signal: interrupt the running jobs now (they still go back to the queue)."""
+        if self._shutdown_requested_date and \
+                (now() - self._shutdown_requested_date) < timedelta(seconds=1):
+            return   # the same signal delivered twice (a pool and the OS both sending it)
+        self.log.warning("Worker %s: cold shutdown, interrupting %d job(s)", self.name, len(self._running))
+        self._cold = True
+
+    def _drain(self) -> None:
+        """Wait for the running jobs; after the grace period interrupt them, and requeue from here
+        any whose thread does not come back (stuck in a call that cannot be interrupted)."""
+        if not self.running_job_ids:
+            return
+        graceful = self._stop_requested
+        grace_end = (self._shutdown_started or time.monotonic()) + self.shutdown_grace
+        while self.running_job_ids and not self._cold and (not graceful or time.monotonic() < grace_end):
+            self._wait_for_change(0.2)
+            graceful = graceful or self._stop_requested
+        leftover = self._snapshot()
+        if not leftover:
+            return
+        self.log.info("Worker %s: interrupting %d job(s) to requeue them", self.name, len(leftover))
+        for running in leftover:
+            running.control.interrupt(Reason.SHUTDOWN)
+        until = time.monotonic() + self.interrupt_grace
+        while self.running_job_ids and time.monotonic() < until:
+            self._wait_for_change(0.2)
+        for running in self._snapshot():
+            running.abandoned = True
+            self.log.warning("Worker %s: job %s did not stop in time; queued again", self.name, running.job.id)
+            try:
+                self._requeue(running.job, running.queue, running.execution)
+            except Exception:   # left STARTED: RQ's abandoned-job cleanup retries it once its heartbeat expires
+                self.log.exception("Worker %s: could not requeue job %s", self.name, running.job.id)
+
+    def _snapshot(self) -> list[Running]:
+        with self._changed:
+            return [r for r in self._running.values() if not r.abandoned]
+
+    # -- maintenance ----------------------------------------------------------------------------
+    def clean_registries(self):
+        """RQ's registry maintenance, plus a `failed` event for each abandoned generation it
+        recovers (a dead worker never published one), so live followers are not left waiting."""
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                abandoned = self._abandoned_jobs(queue)
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                queue.intermediate_queue.cleanup(self, queue)
+                queue.release_maintenance_lock()
+                for job in abandoned:
+                    self._report_lost(job)
+        self.last_cleaned_at = now()
+
+    def _abandoned_jobs(self, queue: Queue) -> list[Job]:
+        registry = queue.started_job_registry
+        ids = list(dict.fromkeys(registry.get_expired_job_ids()))
+        if not ids:
+            return []
+        jobs = Job.fetch_many(ids, connection=self.connection, serializer=self.serializer)
+        return [job for job in jobs if job is not None and job.get_status(refresh=False) == JobStatus.STARTED
+                and job.func_name == JOB_FUNCTION]
+
+    def _report_lost(self, job: Job) -> None:
+        try:
+            status = job.get_status(refresh=True)
+            if status == JobStatus.STARTED:
+                return
+            will_retry = status in (JobStatus.SCHEDULED, JobStatus.QUEUED)
+            error = {"code": ErrorCode.WORKER_LOST, "message": LOST_MESSAGE}
+            job.meta["error"] = error
+            job.meta["logs"] = job.meta.get("logs", []) + [f"Failed: {LOST_MESSAGE}"]
+            job.save_meta()
+            self._publish(job, {"type": EventType.FAILED, "error": error, "willRetry": will_retry,
+                                "attemptsMade": job.meta.get("attempt", 1)})
+        except Exception:
+            self.log.exception("Worker %s: could not report lost job %s", self.name, job.id)
+
+
+def make_concurrent(ctx: WorkerContext) -> RenderPool:
+    """Make a worker context fit for many jobs in threads: a render process pool, and ports
+    whose producing calls are checkpoints where a stopped or timed-out job stops."""
+    pool = RenderPool(render_processes(ctx.settings.render_processes))
+    ctx.renderer = pool
+    ctx.provider = InterruptibleProvider(ctx.provider)
+    ctx.storage = Checkpointed(ctx.storage, frozenset({"put"}))
+    ctx.records = Checkpointed(ctx.records, frozenset({"save_generation", "save_image"}))
+    return pool
+
+
+def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = False, **options) -> None:
+    """`snapasset worker`: bootstrap, start the render pool, then work with RQ's scheduler."""
+    ctx = bootstrap(settings)
+    pool = make_concurrent(ctx)
+    try:
+        worker = build_worker(ctx, ConcurrentWorker, concurrency=ctx.settings.worker_concurrency, **options)
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        pool.close()
