@@ -100,7 +100,6 @@ def _heartbeat() -> float:
 
 def _stream_response(body) -> Response:
     response = Response(stream_with_context(body), mimetype="text/event-stream", headers=HEADERS)
-    response.direct_passthrough = True
     return response
 
 
