@@ -92,6 +92,8 @@ def test_metrics_show_a_queued_job_and_request_counts(client, auth, settings):
             if s.labels["queue"] == settings.queue_name}
     assert jobs == {"waiting": 1, "active": 0, "delayed": 0, "failed": 0, "completed": 0, "cancelled": 0}
     assert [s.value for s in _samples(text, "snapasset_workers")] == [0]
+    assert [s.value for s in _samples(text, "snapasset_queue_paused")] == [0]
+    assert [s.value for s in _samples(text, "snapasset_redis_up")] == [1]
 
     requests = {(s.labels["method"], s.labels["endpoint"], s.labels["status"]): s.value
                 for s in _samples(text, "snapasset_http_requests_total")}
@@ -102,6 +104,20 @@ def test_metrics_show_a_queued_job_and_request_counts(client, auth, settings):
     assert created.json["jobId"] not in text
     latency = _samples(text, "snapasset_http_request_duration_seconds_count")
     assert any(s.labels["endpoint"] == "/api/jobs" and s.value == 1 for s in latency)
+
+
+def test_metrics_count_open_event_streams(client, auth):
+    created = client.post("/api/jobs", json={"prompt": PROMPT, "platforms": ["og-image"]}, headers=auth)
+    stream = client.get(created.json["streamUrl"].replace("http://testserver", ""), buffered=False)
+    assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+
+    def open_streams() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return sum(s.value for s in _samples(text, "snapasset_sse_connections"))
+
+    assert open_streams() == 1
+    stream.close()   # what the server does when the client goes away
+    assert open_streams() == 0
 
 
 def test_metrics_token_guards_the_scrape_when_configured(settings, redis_handle):

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from rq import Worker
 from rq.serializers import JSONSerializer
@@ -27,7 +27,7 @@ from snapasset.jobs import Status, open_queue
 from snapasset.openapi import build_document
 from snapasset.storage import Storage, build_storage
 
-__all__ = ["bp", "SiteState", "queue_counts", "live_workers"]
+__all__ = ["bp", "SiteState", "live_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ EXTENSION = "snapasset.site"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; "
             "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 UNMATCHED = "<unmatched>"
+EVENT_STREAM = "text/event-stream"
 
 
 @dataclass
@@ -46,6 +47,7 @@ class SiteState:
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
+    streams: Gauge
     storage: Storage | None = field(default=None)
 
     def get_storage(self, settings) -> Storage:
@@ -119,18 +121,6 @@ def ready():
 
 
 # -- metrics -----------------------------------------------------------------------------------
-def queue_counts(queue) -> dict[str, int]:
-    """Jobs by API status, read from RQ's registries without cleaning them (a scrape only reads)."""
-    return {
-        Status.WAITING: queue.count + queue.deferred_job_registry.get_job_count(cleanup=False),
-        Status.ACTIVE: queue.started_job_registry.get_job_count(cleanup=False),
-        Status.DELAYED: queue.scheduled_job_registry.get_job_count(cleanup=False),
-        Status.FAILED: queue.failed_job_registry.get_job_count(cleanup=False),
-        Status.COMPLETED: queue.finished_job_registry.get_job_count(cleanup=False),
-        Status.CANCELLED: queue.canceled_job_registry.get_job_count(cleanup=False),
-    }
-
-
 class QueueCollector:
     """Reads the queue and its workers from Redis at each scrape."""
 
@@ -143,17 +133,20 @@ class QueueCollector:
         jobs = GaugeMetricFamily("snapasset_queue_jobs", "Jobs on the queue by status", labels=["queue", "status"])
         workers = GaugeMetricFamily("snapasset_workers", "Live RQ workers listening on the queue", labels=["queue"])
         up = GaugeMetricFamily("snapasset_redis_up", "1 when Redis answered this scrape")
+        paused = GaugeMetricFamily("snapasset_queue_paused", "1 while the queue is paused", labels=["queue"])
         try:
-            queue = open_queue(conn, settings)
-            for status, count in queue_counts(queue).items():
-                jobs.add_metric([settings.queue_name, status], count)
+            # the same counts as GET /api/queue/stats (a job stopped mid-run counts as cancelled)
+            stats = svc.jobs.stats()
+            for status in Status.ALL:
+                jobs.add_metric([settings.queue_name, status], stats[status])
+            paused.add_metric([settings.queue_name], 1 if stats.get("paused") else 0)
             workers.add_metric([settings.queue_name], live_workers(conn, settings))
             up.add_metric([], 1)
         except Exception as exc:   # a scrape must still answer when Redis is down
             log.warning("metrics: could not read the queue: %s", exc)
             up.add_metric([], 0)
             return [up]
-        return [jobs, workers, up]
+        return [jobs, paused, workers, up]
 
 
 def _new_state(app) -> SiteState:
@@ -166,6 +159,8 @@ def _new_state(app) -> SiteState:
                           "Time to answer (to the first byte for streams)", ["method", "endpoint"],
                           registry=registry,
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+        streams=Gauge("snapasset_sse_connections", "Server-Sent Event streams open in this process",
+                      ["endpoint"], registry=registry),
     )
     registry.register(QueueCollector(app))
     return state
@@ -191,6 +186,11 @@ def _count_request(response):
     started = g.get("site_started")
     if started is not None:   # absent when an earlier before_request hook answered first
         state.latency.labels(request.method, endpoint).observe(time.perf_counter() - started)
+    if response.mimetype == EVENT_STREAM and response.status_code == 200:
+        # open until the server closes the response: the stream ended or the client went away
+        gauge = state.streams.labels(endpoint)
+        gauge.inc()
+        response.call_on_close(gauge.dec)
     return response
 
 
