@@ -130,3 +130,24 @@ def test_generate_two_platforms_in_a_real_browser(web_server, worker_process, br
     assert browser.execute_script("return localStorage.getItem('snapasset.token')") == token
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_api_docs_list_every_operation_and_try_one(web_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = web_server
+    document = requests.get(f"{base}/openapi.json", timeout=5).json()
+    operations = sum(1 for item in document["paths"].values() for method in item
+                     if method in {"get", "post", "put", "patch", "delete"})
+    browser.get(base + "/api-docs")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "details.op")) == operations)
+
+    browser.find_element(By.CSS_SELECTOR, "#listPlatforms > summary").click()
+    browser.find_element(By.CSS_SELECTOR, "#listPlatforms button").click()
+    output = wait.until(lambda d: "instagram-post" in (text := d.find_element(
+        By.CSS_SELECTOR, "#listPlatforms pre").text) and text)
+    assert output.startswith("200")
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
