@@ -162,3 +162,47 @@ def make_app(settings, redis_handle):
         app.config["TESTING"] = True
         return app
     return make
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def web_server(settings, tmp_path):
+    """The web process exactly as the Procfile runs it (gunicorn + gevent, one worker) on a free
+    port, with the test's settings; yields (base URL, the settings it runs with)."""
+    import requests
+
+    from snapasset.cli import web_command
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web_settings = settings.replace(public_url=base)
+    log_path = tmp_path / "web.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(web_command(web_settings, workers=1, bind=f"127.0.0.1:{port}"),
+                            env=settings_env(web_settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def answers():
+        if proc.poll() is not None:
+            raise AssertionError(f"the web process exited: {log_path.read_text()[-2000:]}")
+        try:
+            return requests.get(f"{base}/health", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, timeout=30, interval=0.1)
+        yield base, web_settings
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
