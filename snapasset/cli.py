@@ -123,5 +123,56 @@ def dev(port: int | None) -> None:
     click.echo("SnapAsset stopped.")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def stats(as_json: bool) -> None:
+    """Show how many jobs are waiting, active, completed, failed, delayed and cancelled."""
+    service, _redis = _job_service(load_settings())
+    counts = service.stats()
+    if as_json:
+        import json
+        click.echo(json.dumps(counts))
+        return
+    for name in ("waiting", "active", "completed", "failed", "delayed", "cancelled", "total"):
+        click.echo(f"{name:>10}  {counts[name]}")
+    click.echo(f"{'paused':>10}  {'yes' if counts['paused'] else 'no'}")
+
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """'24h', '30m', '90s', '1500ms', '2d' or a bare number of milliseconds → milliseconds."""
+    import re
+    match = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", text or "")
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration like 24h, 30m, 90s or 500ms")
+    return int(match.group(1)) * _UNITS_MS[match.group(2) or "ms"]
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(["completed", "failed", "cancelled"]), default="completed",
+              show_default=True, help="Which finished jobs to remove.")
+@click.option("--grace", default="24h", show_default=True,
+              help="Only jobs that finished longer ago than this (24h, 30m, 90s, 500ms).")
+@click.option("--limit", type=click.IntRange(1, 10000), default=1000, show_default=True,
+              help="Remove at most this many.")
+def clean(status: str, grace: str, limit: int) -> None:
+    """Remove old finished jobs and their progress history (images and records stay)."""
+    grace_ms = parse_duration_ms(grace)
+    service, _redis = _job_service(load_settings())
+    removed = service.clean(status=status, grace_ms=grace_ms, limit=limit)
+    click.echo(f"removed {removed} {status} job{'s' if removed != 1 else ''} older than {grace}")
+
+
+def _job_service(settings: Settings):
+    """The service the API uses, on the configured Redis (no HTTP), and the handle that keeps an
+    embedded Redis alive while the caller holds it."""
+    from snapasset.connections import open_redis
+    from snapasset.jobs import JobService
+    redis = open_redis(settings.redis_url, settings.data_dir)
+    return JobService(redis.client, settings), redis
+
+
 def main() -> None:
     cli(prog_name="snapasset")
