@@ -39,6 +39,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import clean_registries
+from rq.suspension import is_suspended
 from rq.utils import now
 from rq.worker import BaseWorker, DequeueStrategy, WorkerStatus
 from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
@@ -137,6 +138,9 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
                 if not self._slots.acquire(timeout=1):
                     continue
                 result = self._dequeue(burst)
+                if result is not None and is_suspended(self.connection):
+                    self._put_back(*result)   # paused while this dequeue was waiting: not ours to run
+                    result = None
                 if result is None:
                     self._slots.release()
                     if burst:
@@ -186,6 +190,12 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
             job.redis_server_version = self.get_redis_server_version()
             self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
         return result
+
+    def _put_back(self, job: Job, queue: Queue) -> None:
+        with self.connection.pipeline() as pipe:
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            queue.push_job_id(job.id, pipeline=pipe, at_front=True)
+            pipe.execute()
 
     def _start_job(self, job: Job, queue: Queue) -> None:
         with self._changed:
