@@ -52,8 +52,8 @@ def web_server(settings, tmp_path):
         if proc.poll() is not None:
             raise AssertionError(f"the web process exited: {(tmp_path / 'web.log').read_text()[-2000:]}")
         try:
-            return requests.get(f"{base}/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{base}/health", timeout=2).status_code == 200
+        except requests.RequestException:   # not listening yet, or still booting
             return False
 
     try:
