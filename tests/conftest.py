@@ -49,6 +49,8 @@ def settings(tmp_path, redis_url) -> Settings:
         database=tmp_path / "snapasset.db", data_dir=tmp_path / "data",
         queue_name=f"test-{uuid.uuid4().hex[:10]}", retry_backoff=1, job_timeout=60,
         public_url="http://testserver",
+        # tests that poll would trip the general limit; tests/test_limits.py sets its own limits
+        rate_limit="10000 per minute",
     )
 
 
@@ -115,7 +117,9 @@ def settings_env(settings: Settings) -> dict:
         Env.DATA_DIR: str(settings.data_dir), Env.QUEUE: settings.queue_name,
         Env.RETRY_BACKOFF: str(settings.retry_backoff), Env.JOB_TIMEOUT: str(settings.job_timeout),
         Env.PUBLIC_URL: settings.public_url or "", Env.PROVIDER: settings.provider,
-        Env.LOCAL_LATENCY: str(settings.local_latency), "PYTHONUNBUFFERED": "1",
+        Env.LOCAL_LATENCY: str(settings.local_latency), Env.RATE_LIMIT: settings.rate_limit,
+        Env.JOB_RATE_LIMIT: settings.job_rate_limit, Env.MAX_ACTIVE_JOBS: str(settings.max_active_jobs),
+        Env.SSE_HEARTBEAT: str(settings.sse_heartbeat), "PYTHONUNBUFFERED": "1",
     })
     return env
 
@@ -192,8 +196,8 @@ def web_server(settings, tmp_path):
         if proc.poll() is not None:
             raise AssertionError(f"the web process exited: {log_path.read_text()[-2000:]}")
         try:
-            return requests.get(f"{base}/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{base}/health", timeout=2).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):   # bound, but its worker still booting
             return False
 
     try:

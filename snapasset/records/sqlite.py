@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-from contextlib import closing, contextmanager
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,20 +49,31 @@ CREATE TABLE IF NOT EXISTS generated_images (
 
 
 class SqliteRecords:
+    """One connection per thread and process (a connection crosses neither), in WAL mode with
+    synchronous=NORMAL: a crash loses at most the last transactions, never consistency."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():   # new thread, or a forked child
+            local.db = sqlite3.connect(self.path, timeout=30)
+            local.db.execute("PRAGMA journal_mode=WAL")
+            local.db.execute("PRAGMA synchronous=NORMAL")
+            local.db.execute("PRAGMA foreign_keys=ON")
+            local.pid = os.getpid()
+        return local.db
 
     @contextmanager
     def _connect(self):
-        # one short-lived connection per operation: safe across threads and forked workers
-        with closing(sqlite3.connect(self.path, timeout=30)) as db:
-            db.execute("PRAGMA foreign_keys=ON")
-            with db:
-                yield db
+        db = self._connection()
+        with db:   # one transaction: committed on success, rolled back on error
+            yield db
 
     def save_generation(self, record: GenerationRecord) -> None:
         row = asdict(record)
@@ -97,12 +110,13 @@ class SqliteRecords:
 
     def get_generation(self, generation_id: str) -> dict | None:
         with self._connect() as db:
-            db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM generations WHERE id = ?", (generation_id,)).fetchone()
+            cursor = db.cursor()
+            cursor.row_factory = sqlite3.Row
+            row = cursor.execute("SELECT * FROM generations WHERE id = ?", (generation_id,)).fetchone()
             if row is None:
                 return None
-            images = db.execute("SELECT * FROM generated_images WHERE generation_id = ? ORDER BY platform_id",
-                                (generation_id,)).fetchall()
+            images = cursor.execute("SELECT * FROM generated_images WHERE generation_id = ? ORDER BY platform_id",
+                                    (generation_id,)).fetchall()
         generation = dict(row)
         for name in ("platforms", "options", "usage"):
             if generation[name] is not None:

@@ -1,0 +1,156 @@
+"""One job, four platforms, end to end — against the floor of doing the same image work directly.
+
+    python bench/pipeline.py [--runs 15] [--format jpeg]
+
+Starts an embedded Redis, the web process exactly as the Procfile does (gunicorn + gevent)
+and one worker (`snapasset worker`) whose provider answers instantly with a fixed picture.
+Each run POSTs a job and times it until the job's `done` event arrives on its SSE stream.
+The floor, measured in the same run: the same picture decoded, cropped, resized, encoded and
+written to disk for the same four platforms by one plain Pillow function.
+Prints both medians and their ratio (goal: under 1.3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.providers import source_png  # noqa: E402
+from snapasset.auth import mint_access_token  # noqa: E402
+from snapasset.cli import web_command  # noqa: E402
+from snapasset.config import Settings  # noqa: E402
+from snapasset.connections import start_embedded_redis  # noqa: E402
+from snapasset.platforms import PLATFORMS  # noqa: E402
+
+PLATFORM_IDS = ["instagram-post", "instagram-story", "twitter-post", "facebook-post"]
+PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+def floor(data: bytes, out_dir: Path, fmt: str) -> None:
+    """decode + crop + resize + encode + write, nothing else."""
+    import io
+    source = Image.open(io.BytesIO(data))
+    source.load()
+    source = source.convert("RGB")
+    sw, sh = source.size
+    for platform_id in PLATFORM_IDS:
+        p = PLATFORMS[platform_id]
+        scale = min(sw / p.width, sh / p.height)
+        cw, ch = round(p.width * scale), round(p.height * scale)
+        left, top = (sw - cw) // 2, (sh - ch) // 2
+        image = source.crop((left, top, left + cw, top + ch)).resize((p.width, p.height), Image.LANCZOS)
+        image.save(out_dir / f"{platform_id}.{fmt}", PIL_FORMAT[fmt], quality=88)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def run_job(base: str, headers: dict, fmt: str) -> float:
+    started = time.perf_counter()
+    created = requests.post(f"{base}/api/jobs", headers=headers, json={
+        "prompt": "A lighthouse on a rocky coast at sunset", "platforms": PLATFORM_IDS,
+        "options": {"format": fmt}}, timeout=10)
+    created.raise_for_status()
+    job_id = created.json()["jobId"]
+    with requests.get(f"{base}/api/sse/jobs/{job_id}", headers=headers, stream=True, timeout=60) as stream:
+        for line in stream.iter_lines(chunk_size=1):
+            if line.startswith(b"data:"):
+                event = json.loads(line[5:])
+                if event["type"] == "done":
+                    return time.perf_counter() - started
+                if event["type"] in ("failed", "cancelled"):
+                    raise SystemExit(f"job {job_id} ended {event}")
+    raise SystemExit(f"stream of {job_id} ended without done")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--format", default="jpeg", choices=sorted(PIL_FORMAT))
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="snapasset-bench-"))
+    redis = start_embedded_redis(tmp / "redis")
+    port = free_port()
+    settings = Settings(redis_url=redis.url, jwt_secret="bench-secret-" + "x" * 40, port=port,
+                        media_dir=tmp / "media", database=tmp / "snapasset.db", data_dir=tmp / "data",
+                        provider="bench.providers:instant", max_active_jobs=1000,
+                        rate_limit="100000 per minute", job_rate_limit="100000 per minute")
+    env = {**os.environ, "REDIS_URL": redis.url, "SUPABASE_JWT_SECRET": settings.jwt_secret,
+           "SNAPASSET_MEDIA_DIR": str(settings.media_dir), "SNAPASSET_DATABASE": str(settings.database),
+           "SNAPASSET_DATA_DIR": str(settings.data_dir), "SNAPASSET_PROVIDER": settings.provider,
+           "SNAPASSET_RATE_LIMIT": settings.rate_limit, "SNAPASSET_JOB_RATE_LIMIT": settings.job_rate_limit,
+           "SNAPASSET_MAX_ACTIVE_JOBS": str(settings.max_active_jobs), "PORT": str(port),
+           "PYTHONPATH": str(ROOT)}
+    logs = open(tmp / "processes.log", "wb")
+    processes = [
+        subprocess.Popen(web_command(settings, workers=1, bind=f"127.0.0.1:{port}"), env=env, cwd=ROOT,
+                         stdout=logs, stderr=subprocess.STDOUT),
+        subprocess.Popen([sys.executable, "-m", "snapasset", "worker"], env=env, cwd=ROOT,
+                         stdout=logs, stderr=subprocess.STDOUT),
+    ]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health")
+        headers = {"Authorization": f"Bearer {mint_access_token(settings, 'bench-user')}"}
+        run_job(base, headers, args.format)          # warm-up: imports, first connections
+
+        data = source_png()
+        floor_dir = tmp / "floor"
+        floor_dir.mkdir()
+        floor(data, floor_dir, args.format)          # warm-up
+
+        pipeline_times, floor_times = [], []
+        for _ in range(args.runs):                    # interleaved, so both see the same machine
+            pipeline_times.append(run_job(base, headers, args.format))
+            started = time.perf_counter()
+            floor(data, floor_dir, args.format)
+            floor_times.append(time.perf_counter() - started)
+
+        p, f = statistics.median(pipeline_times), statistics.median(floor_times)
+        print(f"platforms: {', '.join(PLATFORM_IDS)}; format {args.format}; {args.runs} runs; "
+              f"source {Image.open(__import__('io').BytesIO(data)).size} PNG")
+        print(f"pipeline (POST -> done event, HTTP + queue + worker): median {p * 1000:7.1f} ms")
+        print(f"floor (decode + crop + resize + encode + write):       median {f * 1000:7.1f} ms")
+        print(f"ratio pipeline / floor: {p / f:.2f}  (goal < 1.3)")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        logs.close()
+
+
+if __name__ == "__main__":
+    main()
