@@ -120,8 +120,8 @@ class Subscription:
     def __init__(self, hub: StreamHub, key: str, after: str, backlog: list[Entry], queue_limit: int):
         self.hub = hub
         self.key = key
-        self.last_id = backlog[-1].id if backlog else after
-        self._last = parse_id(self.last_id)
+        self.last_id = after                       # the last id handed out by receive()
+        self._last = parse_id(after)
         self._backlog = backlog
         self._mailbox = _Mailbox(queue_limit)
         self.closed = False
@@ -134,16 +134,21 @@ class Subscription:
         """The backlog first; then the entries that arrive within `timeout` seconds (maybe none)."""
         if self._backlog:
             batch, self._backlog = self._backlog, []
+            self.last_id, self._last = batch[-1].id, batch[-1].order
             return batch
-        if self.closed:
-            return []
-        items, lagged = self._mailbox.take(timeout)
-        if lagged:
-            items = self.hub.read_range(self.key, self.last_id)
-        fresh = [entry for entry in items if entry.order > self._last]
-        if fresh:
-            self.last_id, self._last = fresh[-1].id, fresh[-1].order
-        return fresh
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.closed:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            items, lagged = self._mailbox.take(remaining)
+            if lagged:
+                items = self.hub.read_range(self.key, self.last_id)
+            fresh = [entry for entry in items if entry.order > self._last]
+            if fresh:
+                self.last_id, self._last = fresh[-1].id, fresh[-1].order
+                return fresh
+            if remaining == 0.0:
+                break
+        return []
 
     def close(self) -> None:
         if not self.closed:

@@ -348,7 +348,8 @@ def test_hub_subscribers_racing_a_publisher_see_every_entry_once_in_order(redis_
         with hub.subscribe(key) as subscription:
             while len(got) < total:
                 batch = subscription.receive(5)
-                assert batch or not done.is_set() or len(got) == total, "stalled"
+                if not batch and done.is_set():
+                    break                                 # stalled: the comparison below shows it
                 got.extend(entry.event["n"] for entry in batch)
                 if slow:
                     time.sleep(0.02)
