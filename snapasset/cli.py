@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
@@ -172,6 +174,68 @@ def _job_service(settings: Settings):
     from snapasset.jobs import JobService
     redis = open_redis(settings.redis_url, settings.data_dir)
     return JobService(redis.client, settings), redis
+
+
+class OneLineError(click.ClickException):
+    """Printed as `error: <message>` on stderr; exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("-p", "--platform", "platforms", multiple=True, required=True, metavar="PLATFORM",
+              help="A platform id such as instagram-post or twitter-post; repeat for several "
+                   "(GET /api/platforms lists them).")
+@click.option("--format", "image_format", type=click.Choice(["jpeg", "png", "webp"]), default=None,
+              help="Image format (default jpeg).")
+@click.option("--quality", type=click.Choice(["low", "medium", "high", "auto"]), default=None,
+              help="Model quality (default: the server's).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the images (default ./snapasset-output/<jobId>/).")
+@click.option("--url", envvar="SNAPASSET_URL", default=None, show_envvar=True,
+              help="A running SnapAsset server; without one everything runs embedded in this command.")
+@click.option("--token", envvar="SNAPASSET_TOKEN", default=None, show_envvar=True,
+              help="Access token for --url (see `snapasset token`).")
+@click.option("--api-key", envvar="SNAPASSET_API_KEY", default=None, show_envvar=True,
+              help="API key for --url, instead of a token.")
+def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, quality: str | None,
+             out_dir: Path | None, url: str | None, token: str | None, api_key: str | None) -> None:
+    """Generate images for PROMPT, one per platform, and save them.
+
+    Shows a live progress bar with each stage on stderr, then prints the path of every saved
+    image. With --url (or SNAPASSET_URL) the job runs on that server; otherwise this command
+    starts what it needs and stops it afterwards: Redis (embedded unless REDIS_URL is set), the
+    API on a free localhost port and a worker process.
+
+    \b
+    Example:
+      snapasset generate "A beautiful sunset over mountains" -p instagram-post -p twitter-post
+    """
+    from snapasset.generate import GenerateError, Server, describe_error, embedded_server, run_job
+    try:
+        from snapasset_sdk import SnapAssetClient, SnapAssetError
+    except ImportError:
+        raise OneLineError("generate needs the Python SDK: pip install ./sdk") from None
+
+    if token and api_key:
+        raise OneLineError("pass either --token or --api-key, not both")
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):   # keep the progress bar alone on stderr
+        for name in ("", "werkzeug"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    options = {key: value for key, value in (("format", image_format), ("quality", quality)) if value}
+    try:
+        with ExitStack() as stack:
+            server = (Server(url, token=token, api_key=api_key) if url
+                      else stack.enter_context(embedded_server(load_settings())))
+            client = stack.enter_context(SnapAssetClient(server.url, token=server.token,
+                                                         api_key=server.api_key))
+            saved = run_job(client, prompt, platforms, options=options, out_dir=out_dir)
+    except (SnapAssetError, GenerateError) as exc:
+        raise OneLineError(describe_error(exc)) from None
+    for path in saved:
+        click.echo(str(path))
 
 
 def main() -> None:

@@ -1,0 +1,212 @@
+"""`snapasset generate`: one job through the Python SDK, on a running server or an embedded one.
+
+The command itself (snapasset.cli) only parses options; everything it does lives here so that
+both modes take exactly the same path: create the job, follow its events with a progress bar,
+download the images. The embedded mode only supplies the server: Redis (embedded unless one is
+configured), the app on a free localhost port in a background thread, and a worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import requests
+
+from snapasset.config import Env, Settings
+
+if TYPE_CHECKING:
+    from snapasset_sdk import Event, Image, SnapAssetClient
+
+__all__ = ["GenerateError", "Server", "ProgressBar", "run_job", "save_images", "embedded_server",
+           "describe_error", "DEFAULT_OUTPUT", "EMBEDDED_USER"]
+
+DEFAULT_OUTPUT = Path("snapasset-output")
+EMBEDDED_USER = "snapasset-cli"
+WORKER_START_TIMEOUT = 60.0
+DOWNLOAD_TIMEOUT = 60.0
+_EXTENSIONS = {"jpeg": "jpg"}
+
+
+class GenerateError(Exception):
+    """A failure worth one line to the user (the message is that line)."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where the SDK talks to and with which credentials."""
+    url: str
+    token: str | None = None
+    api_key: str | None = None
+
+
+# -- progress ---------------------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line bar with the stage message on a terminal; on anything else (a log, a pipe) one
+    line per new stage message, so the record stays readable."""
+
+    def __init__(self, stream: IO[str], *, width: int = 30):
+        self.stream = stream
+        self.width = width
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.progress = 0
+        self.message = "Queued"
+        self._shown = 0
+
+    def update(self, event: Event) -> None:
+        if event.progress is not None:
+            self.progress = max(self.progress, min(100, int(event.progress)))
+        message = event.message
+        if not message and event.type == "failed" and event.will_retry:
+            message = "Failed, retrying..."
+        if message and message != self.message or not self._shown:
+            self.message = message or self.message
+            if not self.tty:
+                self._write(f"{self.progress:3d}% {self.message}\n")
+        if self.tty:
+            self._draw()
+
+    def finish(self) -> None:
+        if self.tty and self._shown:
+            self._write("\n")
+
+    def _draw(self) -> None:
+        filled = self.width * self.progress // 100
+        line = f"[{'#' * filled}{'-' * (self.width - filled)}] {self.progress:3d}%  {self.message}"
+        self._write("\r" + line.ljust(self._shown))
+        self._shown = max(self._shown, len(line))
+
+    def _write(self, text: str) -> None:
+        self._shown = self._shown or 1
+        self.stream.write(text)
+        self.stream.flush()
+
+
+# -- the job ----------------------------------------------------------------------------------------
+def run_job(client: SnapAssetClient, prompt: str, platforms: Sequence[str], *,
+            options: dict | None = None, out_dir: Path | None = None,
+            progress: IO[str] | None = None) -> list[Path]:
+    """Create the job, show its progress until it ends, save its images; the saved paths."""
+    job = client.create_job(prompt, list(platforms), options=options or None)
+    bar = ProgressBar(progress or sys.stderr)
+    try:
+        result = client.wait(job.job_id, on_progress=bar.update)
+    finally:
+        bar.finish()
+    return save_images(result.images, out_dir or DEFAULT_OUTPUT / job.job_id)
+
+
+def save_images(images: Sequence[Image], out_dir: Path) -> list[Path]:
+    """Download each image into out_dir as <platform>-<w>x<h>.<ext>. Image URLs are public (or
+    signed): they are fetched without the API credentials, which must not leak to a storage host."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with requests.Session() as session:
+        for image in images:
+            if not image.url:
+                raise GenerateError(f"the result has no URL for {image.platform_id}")
+            ext = _EXTENSIONS.get(image.format or "", image.format or "bin")
+            path = out_dir / f"{image.platform_id}-{image.width}x{image.height}.{ext}"
+            try:
+                with session.get(image.url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
+                    response.raise_for_status()
+                    with open(path, "wb") as out:
+                        for chunk in response.iter_content(64 * 1024):
+                            out.write(chunk)
+            except requests.RequestException as exc:
+                raise GenerateError(f"could not download {image.url}: {exc}") from None
+            saved.append(path)
+    return saved
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line that says what went wrong, for an SDK error or a GenerateError."""
+    from snapasset_sdk import (
+        APIConnectionError, AuthError, JobCancelledError, JobFailedError, ValidationError,
+    )
+
+    if isinstance(exc, ValidationError) and isinstance(exc.details, dict) and exc.details:
+        text = "; ".join(f"{field}: {problem}" for field, problem in exc.details.items())
+    elif isinstance(exc, JobFailedError):
+        text = f"job failed ({exc.code or 'UNKNOWN'}): {exc.message}"
+    elif isinstance(exc, JobCancelledError):
+        text = "the job was cancelled"
+    elif isinstance(exc, AuthError):
+        text = (f"not authorised: {exc.message} "
+                "(pass --token or --api-key, or set SNAPASSET_TOKEN / SNAPASSET_API_KEY)")
+    elif isinstance(exc, APIConnectionError):
+        text = f"cannot reach the server: {exc.message}"
+    else:
+        text = str(exc)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# -- embedded mode ----------------------------------------------------------------------------------
+@contextmanager
+def embedded_server(settings: Settings) -> Iterator[Server]:
+    """Everything on this machine for the length of one command: Redis (embedded unless
+    REDIS_URL is set), the app served by werkzeug on a free localhost port in a thread, and a
+    `snapasset worker` process (RQ's workers install signal handlers, which only work in a
+    process's main thread). Yields the server's URL and a token for a local CLI user."""
+    from werkzeug.serving import make_server
+
+    from snapasset import create_app
+    from snapasset.auth import mint_access_token
+    from snapasset.connections import open_redis
+
+    redis = open_redis(settings.redis_url, settings.data_dir)
+    # no public URL: image links are made from the address the SDK actually used
+    settings = settings.replace(redis_url=redis.url, public_url=None)
+    app = create_app(settings, redis=redis)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="snapasset-embedded-web", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    worker_log = tempfile.TemporaryFile()
+    worker = subprocess.Popen([sys.executable, "-m", "snapasset", "worker"],
+                              env={**os.environ, Env.REDIS_URL: redis.url},
+                              stdin=subprocess.DEVNULL, stdout=worker_log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_worker(url, worker, worker_log)
+        yield Server(url=url, token=mint_access_token(settings, EMBEDDED_USER))
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        worker_log.close()
+        server.shutdown()
+        server.server_close()
+        redis.client.close()
+
+
+def _wait_for_worker(url: str, worker: subprocess.Popen, log: IO[bytes]) -> None:
+    """Until /ready sees the worker; fail with the worker's last words if it dies first."""
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines()
+            raise GenerateError(f"the embedded worker exited with code {worker.returncode}: "
+                                f"{lines[-1] if lines else 'no output'}")
+        try:
+            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise GenerateError(f"the embedded worker did not start within {WORKER_START_TIMEOUT:.0f} s")
+
