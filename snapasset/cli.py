@@ -233,7 +233,7 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
                                                          api_key=server.api_key))
             saved = run_job(client, prompt, platforms, options=options, out_dir=out_dir)
     except (SnapAssetError, GenerateError) as exc:
-        raise OneLineError(describe_error(exc)) from None
+        raise OneLineError(describe_error(exc, url=url)) from None
     for path in saved:
         click.echo(str(path))
 

@@ -129,7 +129,7 @@ def save_images(images: Sequence[Image], out_dir: Path) -> list[Path]:
     return saved
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, *, url: str | None = None) -> str:
     """One line that says what went wrong, for an SDK error or a GenerateError."""
     from snapasset_sdk import (
         APIConnectionError, AuthError, JobCancelledError, JobFailedError, ValidationError,
@@ -145,7 +145,9 @@ def describe_error(exc: BaseException) -> str:
         text = (f"not authorised: {exc.message} "
                 "(pass --token or --api-key, or set SNAPASSET_TOKEN / SNAPASSET_API_KEY)")
     elif isinstance(exc, APIConnectionError):
-        text = f"cannot reach the server: {exc.message}"
+        # requests' message nests three exceptions deep; the OS's reason is the useful part
+        reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", exc.message)
+        text = f"cannot reach {url or 'the server'}: {reason.group(1) if reason else exc.message}"
     else:
         text = str(exc)
     return re.sub(r"\s+", " ", text).strip()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -176,10 +177,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def web_server(settings, tmp_path):
+@contextmanager
+def running_web(settings: Settings, log_path: Path):
     """The web process exactly as the Procfile runs it (gunicorn + gevent, one worker) on a free
-    port, with the test's settings; yields (base URL, the settings it runs with)."""
+    port, with these settings; yields (base URL, the settings it runs with) once it answers."""
     import requests
 
     from snapasset.cli import web_command
@@ -187,7 +188,6 @@ def web_server(settings, tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     web_settings = settings.replace(public_url=base)
-    log_path = tmp_path / "web.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(web_command(web_settings, workers=1, bind=f"127.0.0.1:{port}"),
                             env=settings_env(web_settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -204,9 +204,54 @@ def web_server(settings, tmp_path):
         wait_for(answers, timeout=30, interval=0.1)
         yield base, web_settings
     finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
+            proc.wait()
+
+
+@pytest.fixture
+def web_server(settings, tmp_path):
+    """The Procfile's web process on the test's settings: (base URL, settings). No worker: add
+    `worker_process` for one."""
+    with running_web(settings, tmp_path / "web.log") as server:
+        yield server
+
+
+LIVE_STACK_LATENCY = 1.0
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory, redis_url):
+    """A web process (as the Procfile runs it) and a `snapasset worker` process, shared by the
+    tests that need a running SnapAsset over HTTP but nothing of their own (SDK and CLI tests):
+    starting them costs seconds. Their queue is their own, so other tests never see these jobs;
+    each test should use a user of its own. The local provider takes LIVE_STACK_LATENCY seconds
+    per image, so a job lasts long enough to be interrupted. Yields (base URL, settings)."""
+    import requests
+
+    root = tmp_path_factory.mktemp("live-stack")
+    settings = Settings(
+        redis_url=redis_url, jwt_secret=TEST_JWT_SECRET, media_dir=root / "media",
+        database=root / "snapasset.db", data_dir=root / "data",
+        queue_name=f"test-live-{uuid.uuid4().hex[:10]}", retry_backoff=1, job_timeout=60,
+        rate_limit="10000 per minute", local_latency=LIVE_STACK_LATENCY,
+    )
+    with running_web(settings, root / "web.log") as (base, web_settings):
+        log = open(root / "worker.log", "wb")
+        worker = subprocess.Popen([sys.executable, "-m", "snapasset", "worker"], env=settings_env(web_settings),
+                                  cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: requests.get(f"{base}/ready", timeout=2).status_code == 200, timeout=60, interval=0.1)
+            yield base, web_settings
+        finally:
+            _stop(worker)
+            log.close()
