@@ -255,7 +255,7 @@ def test_migration_creates_both_tables_with_rls_and_owner_policies():
         return found[0]
 
     generations = one("create table if not exists public.generations")
-    for column in ("id uuid primary key", "job_id text not null unique", "user_id uuid not null",
+    for column in ("id uuid primary key", "job_id text not null unique", "user_id text not null",
                    "prompt text", "platforms text[]", "options jsonb", "provider text", "model text",
                    "revised_prompt text", "usage jsonb", "status text", "created_at timestamptz",
                    "updated_at timestamptz"):
@@ -263,7 +263,7 @@ def test_migration_creates_both_tables_with_rls_and_owner_policies():
     images = one("create table if not exists public.generated_images")
     for column in ("id uuid primary key default gen_random_uuid()",
                    "generation_id uuid not null references public.generations (id) on delete cascade",
-                   "user_id uuid", "platform_id text", "url text", "storage_key text", "width integer",
+                   "user_id text not null", "platform_id text", "url text", "storage_key text", "width integer",
                    "height integer", "size integer", "format text", "blurhash text",
                    "unique (generation_id, platform_id)"):
         assert column in images, column
@@ -273,7 +273,7 @@ def test_migration_creates_both_tables_with_rls_and_owner_policies():
         policy = [s for s in statements if s.startswith("create policy") and f" on public.{table} " in s]
         assert len(policy) == 1
         assert "for select to authenticated" in policy[0]
-        assert "user_id = (select auth.uid())" in policy[0]
+        assert "user_id = (select auth.uid())::text" in policy[0]
         assert not any(s.startswith("create policy") and f"on public.{table}" in s
                        and re.search(r"for (insert|update|delete|all)", s) for s in statements)
     assert any(s.startswith("insert into storage.buckets") for s in statements)

@@ -15,7 +15,9 @@ create extension if not exists pgcrypto;   -- gen_random_uuid() (built in since 
 create table if not exists public.generations (
     id              uuid primary key,                 -- derived from the job id by the worker
     job_id          text not null unique,
-    user_id         uuid not null,                    -- auth.users.id (the JWT `sub`)
+    -- text, not uuid: a JWT caller's id is auth.users.id (the `sub`), but an API-key caller acts
+    -- for any userId its service names ("customer-42"); the policies compare auth.uid()::text.
+    user_id         text not null,
     prompt          text not null,
     platforms       text[] not null,
     options         jsonb not null default '{}'::jsonb,
@@ -38,7 +40,7 @@ create index if not exists generations_user_created_idx
 create table if not exists public.generated_images (
     id              uuid primary key default gen_random_uuid(),
     generation_id   uuid not null references public.generations (id) on delete cascade,
-    user_id         uuid not null,
+    user_id         text not null,                    -- as generations.user_id
     platform_id     text not null,
     url             text not null,
     storage_key     text not null,                    -- <userId>/<generationId>/<platform>-<w>x<h>.<ext>
@@ -84,16 +86,17 @@ revoke insert, update, delete on public.generated_images from anon, authenticate
 revoke all on public.generations from anon;
 revoke all on public.generated_images from anon;
 
--- `(select auth.uid())` is evaluated once per statement rather than once per row.
+-- `(select auth.uid())` is evaluated once per statement rather than once per row; user_id is
+-- text (see above), so the uuid is compared as text.
 drop policy if exists "generations: owners read" on public.generations;
 create policy "generations: owners read" on public.generations
     for select to authenticated
-    using (user_id = (select auth.uid()));
+    using (user_id = (select auth.uid())::text);
 
 drop policy if exists "generated_images: owners read" on public.generated_images;
 create policy "generated_images: owners read" on public.generated_images
     for select to authenticated
-    using (user_id = (select auth.uid()));
+    using (user_id = (select auth.uid())::text);
 
 -- ---------------------------------------------------------------------------------------
 -- Storage bucket (SUPABASE_BUCKET, default `generated-images`)
