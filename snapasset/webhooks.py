@@ -32,7 +32,7 @@ from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from snapasset.errors import utcnow_iso
 
-__all__ = ["sign", "build_event", "deliver", "check_target", "message_id", "WebhookDeliveryError",
+__all__ = ["sign", "build_event", "with_absolute_urls", "deliver", "check_target", "message_id", "WebhookDeliveryError",
            "WebhookTargetRefused", "EVENT_COMPLETED", "EVENT_FAILED"]
 
 EVENT_COMPLETED = "job.completed"
@@ -93,6 +93,20 @@ def build_event(event_type: str, job_id: str, *, result: dict | None = None, err
             raise ValueError(f"{EVENT_FAILED} carries an error and no result")
         return {"type": event_type, "jobId": job_id, "error": error, "timestamp": utcnow_iso()}
     raise ValueError(f"unknown webhook event type {event_type!r}")
+
+
+def with_absolute_urls(payload: dict, base_url: str | None) -> dict:
+    """The event with local storage's `/media/...` image paths made absolute under ``base_url``
+    (SNAPASSET_PUBLIC_URL): a receiver has no request of its own to resolve them against.
+    Absolute URLs (Supabase) and a missing base leave the event as it is."""
+    result = payload.get("result")
+    if not base_url or not isinstance(result, dict) or not isinstance(result.get("images"), list):
+        return payload
+    base = base_url.rstrip("/")
+    images = [{**image, "url": base + image["url"]}
+              if isinstance(image, dict) and isinstance(image.get("url"), str) and image["url"].startswith("/")
+              else image for image in result["images"]]
+    return {**payload, "result": {**result, "images": images}}
 
 
 # -- where we may connect ------------------------------------------------------------------

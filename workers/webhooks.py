@@ -9,7 +9,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from snapasset.config import ConfigError, Env, Settings
-from snapasset.webhooks import WebhookTargetRefused, deliver
+from snapasset.webhooks import WebhookTargetRefused, deliver, with_absolute_urls
 
 __all__ = ["deliver_webhook", "enqueue_webhook", "RETRY_INTERVALS"]
 
@@ -32,8 +32,8 @@ def deliver_webhook(url: str, payload: dict, msg_id: str) -> dict:
         # Raised rather than skipped: fixing the environment before the last retry still delivers.
         raise ConfigError(f"{Env.WEBHOOK_SECRET} is not set; webhooks cannot be signed")
     try:
-        status = deliver(url, payload, secret=settings.webhook_secret, msg_id=msg_id,
-                         allow_private=settings.webhook_allow_private, timeout=DELIVERY_TIMEOUT)
+        status = deliver(url, with_absolute_urls(payload, settings.public_url), secret=settings.webhook_secret,
+                         msg_id=msg_id, allow_private=settings.webhook_allow_private, timeout=DELIVERY_TIMEOUT)
     except WebhookTargetRefused as exc:
         log.warning("webhook %s for job %s not sent: %s", msg_id, payload.get("jobId"), exc)
         return {"delivered": False, "reason": str(exc)}
