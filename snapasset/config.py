@@ -156,7 +156,7 @@ class Settings:
     job_attempts: int = 3
     retry_backoff: float = 10.0
     job_ttl: int = 7 * 24 * 3600
-    worker_concurrency: int = 16
+    worker_concurrency: int = 64       # jobs in flight per worker process; sized for a 512 MB dyno (bench/worker_concurrency.py)
     render_processes: int = 0          # 0 → one per core
     sse_heartbeat: float = 15.0
     secret_key: str | None = field(default=None, repr=False)
@@ -217,7 +217,7 @@ class Settings:
             job_attempts=_int(env, Env.JOB_ATTEMPTS, 3, 1),
             retry_backoff=_float(env, Env.RETRY_BACKOFF, 10.0),
             job_ttl=_int(env, Env.JOB_TTL, 7 * 24 * 3600, 60),
-            worker_concurrency=_int(env, Env.WORKER_CONCURRENCY, 16, 1),
+            worker_concurrency=_int(env, Env.WORKER_CONCURRENCY, 64, 1),
             render_processes=_int(env, Env.RENDER_PROCESSES, 0),
             sse_heartbeat=_float(env, Env.SSE_HEARTBEAT, 15.0),
             secret_key=env.get(Env.SECRET_KEY) or None,

@@ -68,7 +68,7 @@ class JobControl:
         self.deadline: float | None = None        # time.monotonic() seconds
         self.timeout: int | None = None
         self.reason: str | None = None
-        self._wake = threading.Event()
+        self._waiting: set[threading.Event] = set()   # one event per wait in progress
         self.lock = threading.RLock()              # held while a late callback (a partial image) runs
 
     # -- set by the worker ---------------------------------------------------------
@@ -85,7 +85,9 @@ class JobControl:
             if self.reason is not None:
                 return False
             self.reason = reason
-        self._wake.set()
+            waiting = list(self._waiting)
+        for wake in waiting:
+            wake.set()
         return True
 
     # -- used in the job's thread ------------------------------------------------------
@@ -109,16 +111,21 @@ class JobControl:
 
     def wait(self, future: Future):
         """future.result(), abandoned as soon as the job is stopped or passes its deadline."""
-        future.add_done_callback(lambda _: self._wake.set())
-        while not future.done():
-            self.check()
-            remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-            self._wake.wait(remaining)
-            if not future.done():
+        wake = threading.Event()
+        with self.lock:
+            self._waiting.add(wake)
+        future.add_done_callback(lambda _: wake.set())
+        try:
+            while not future.done():
                 self.check()
-        with self.lock:                            # no late callback half-way through
-            self.check()
-        return future.result()
+                remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+                wake.wait(remaining)
+            with self.lock:                        # no late callback half-way through
+                self.check()
+            return future.result()
+        finally:
+            with self.lock:
+                self._waiting.discard(wake)
 
 
 class ControlDeathPenalty(BaseDeathPenalty):

@@ -1,0 +1,293 @@
+"""How many generations one worker dyno keeps in flight, and what it costs in memory.
+
+    python bench/worker_concurrency.py [--jobs 64] [--latency 2] [--platforms instagram-post,twitter-post]
+
+Starts its own embedded Redis (nothing to install). The image model is a provider with a fixed
+latency that answers with the same picture every time (this module's `fixed_latency`, loaded
+by the worker through SNAPASSET_PROVIDER=bench.worker_concurrency:fixed_latency).
+
+1. One worker started exactly as the Procfile's worker line starts it; once it is up, the jobs
+   are submitted at once. Printed: makespan (submission → last job ended), effective
+   concurrency (jobs × latency / makespan), jobs per minute, peak RSS of the worker and all
+   its processes (and their PSS, which counts shared pages once, as the kernel does).
+2. The same jobs on a plain `rq worker` (RQ's CLI, the forking Worker), same run, same Redis.
+3. Render throughput, with an instant model: platform images per second through the worker,
+   against the number of cores; and the render pool alone with one task per job (decode
+   once) against one task per platform (decode per platform).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SOURCE_SIZE = (1536, 1024)          # what gpt-image-1 returns for a landscape request
+
+
+# --------------------------------------------------------------------------- the model stand-in
+
+@lru_cache(maxsize=1)
+def source_png() -> bytes:
+    from snapasset.providers.local import draw
+    buffer = io.BytesIO()
+    draw("A lighthouse on a rocky coast at sunset", *SOURCE_SIZE).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class FixedLatencyProvider:
+    """Sleeps `latency` seconds (a model's wait: no CPU), then answers with the same picture."""
+    name = "bench"
+    model = "bench-fixed-latency"
+
+    def __init__(self, latency: float):
+        self.latency = latency
+        self.data = source_png()
+
+    def choose_size(self, platforms):
+        return SOURCE_SIZE
+
+    def generate(self, request, *, on_partial=None):
+        from snapasset.providers.base import GeneratedImage
+        if self.latency:
+            time.sleep(self.latency)
+        return GeneratedImage(data=self.data, provider=self.name, model=self.model,
+                              revised_prompt=None, usage=None)
+
+
+def fixed_latency(settings) -> FixedLatencyProvider:
+    return FixedLatencyProvider(float(os.environ.get("BENCH_LATENCY", "2")))
+
+
+# --------------------------------------------------------------------------- measuring
+
+class MemoryProbe(threading.Thread):
+    """Peak RSS (and PSS) of a process and all its descendants, sampled every 50 ms."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        import psutil
+        self.root = psutil.Process(pid)
+        self.peak_rss = self.peak_pss = 0
+        self.peak_processes = 0
+        self._done = threading.Event()
+
+    def run(self):
+        import psutil
+        tick = 0
+        while not self._done.wait(0.05):
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            rss = pss = 0
+            for proc in procs:
+                try:
+                    rss += proc.memory_info().rss
+                    if tick % 10 == 0:
+                        pss += proc.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self.peak_processes = max(self.peak_processes, len(procs))
+            tick += 1
+
+    def stop(self):
+        self._done.set()
+        self.join()
+
+
+def procfile_worker_command() -> list[str]:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            return shlex.split(line.partition(":")[2])
+    raise SystemExit("the Procfile has no worker line")
+
+
+class Stack:
+    """An embedded Redis and the environment worker processes read their settings from."""
+
+    def __init__(self, workdir: Path):
+        from snapasset.config import Env
+        from snapasset.connections import start_embedded_redis
+        self.redis = start_embedded_redis(workdir / "redis")
+        self.conn = self.redis.client
+        self.workdir = workdir
+        self.Env = Env
+        bin_dir = str(Path(sys.executable).parent)
+        self.base_env = {k: v for k, v in os.environ.items()
+                         if not k.startswith(("SNAPASSET_", "SUPABASE_", "OPENAI_", "REDIS_"))}
+        self.base_env.update({"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                              "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+                              Env.REDIS_URL: self.redis.url,
+                              Env.PROVIDER: "bench.worker_concurrency:fixed_latency"})
+
+    def env_for(self, queue: str, latency: float, **extra) -> dict:
+        env = dict(self.base_env)
+        env.update({self.Env.QUEUE: queue, "BENCH_LATENCY": str(latency),
+                    self.Env.MEDIA_DIR: str(self.workdir / queue / "media"),
+                    self.Env.DATABASE: str(self.workdir / queue / "snapasset.db"),
+                    self.Env.DATA_DIR: str(self.workdir / queue / "data")})
+        env.update(extra)
+        return env
+
+    def settings(self, env: dict):
+        from snapasset.config import Settings
+        return Settings.from_env(env)
+
+    def submit(self, settings, count: int, platforms: list[str]) -> tuple[list[str], float]:
+        from snapasset.jobs import JobService
+        from snapasset.schema import JobRequest
+        service = JobService(self.conn, settings)
+        request = JobRequest(prompt="A lighthouse on a rocky coast at sunset", platforms=tuple(platforms))
+        submitted = time.time()
+        # one user per job: the per-user limit of unfinished jobs is not what is measured here
+        ids = [service.create(str(uuid.uuid4()), request).job["jobId"] for _ in range(count)]
+        return ids, submitted
+
+
+def run_jobs(stack: Stack, command: list[str], env: dict, count: int, platforms: list[str],
+             timeout: float) -> dict:
+    from rq import Queue, Worker
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+    settings = stack.settings(env)
+    queue = Queue(settings.queue_name, connection=stack.conn, serializer=JSONSerializer)
+    log = open(stack.workdir / f"{settings.queue_name}.log", "wb")
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    probe = MemoryProbe(proc.pid)
+    probe.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not Worker.all(queue=queue):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"worker did not start: see {log.name}")
+            time.sleep(0.05)
+        time.sleep(0.5)   # let it settle into its dequeue loop
+        ids, submitted = stack.submit(settings, count, platforms)
+        deadline = time.monotonic() + timeout
+        while queue.finished_job_registry.count + queue.failed_job_registry.count < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"jobs did not finish within {timeout:.0f}s: see {log.name}")
+            time.sleep(0.05)
+        jobs = Job.fetch_many(ids, connection=stack.conn, serializer=JSONSerializer)
+        failed = sum(job.get_status() != JobStatus.FINISHED for job in jobs)
+        ended = max(job.ended_at.timestamp() for job in jobs)
+    finally:
+        probe.stop()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return {"makespan": ended - submitted, "failed": failed, "peak_rss": probe.peak_rss,
+            "peak_pss": probe.peak_pss, "processes": probe.peak_processes}
+
+
+def mb(value: int) -> str:
+    return f"{value / 2**20:.0f} MB"
+
+
+def report(name: str, result: dict, count: int, latency: float) -> None:
+    makespan = result["makespan"]
+    print(f"  {name:<34} makespan {makespan:6.1f} s   effective concurrency "
+          f"{count * latency / makespan:5.1f}   {count / makespan * 60:6.1f} jobs/min   "
+          f"peak RSS {mb(result['peak_rss'])} (PSS {mb(result['peak_pss'])}, "
+          f"{result['processes']} processes)" + (f"   FAILED {result['failed']}" if result["failed"] else ""))
+
+
+# --------------------------------------------------------------------------- render pool alone
+
+def _render_job(data: bytes, platform_ids: list[str], fmt: str) -> int:
+    from snapasset import imaging
+    from snapasset.platforms import get_platform
+    return len(imaging.render_all(data, [get_platform(p) for p in platform_ids], fmt))
+
+
+def pool_throughput(processes: int, jobs: int, platform_ids: list[str], per_platform: bool) -> float:
+    data = source_png()
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(_render_job, [data] * processes, [platform_ids[:1]] * processes, ["jpeg"] * processes))
+        started = time.perf_counter()
+        if per_platform:
+            tasks = [pool.submit(_render_job, data, [p], "jpeg") for _ in range(jobs) for p in platform_ids]
+        else:
+            tasks = [pool.submit(_render_job, data, platform_ids, "jpeg") for _ in range(jobs)]
+        images = sum(task.result() for task in tasks)
+        return images / (time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=2.0)
+    parser.add_argument("--platforms", default="instagram-post,twitter-post")
+    parser.add_argument("--render-jobs", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="SNAPASSET_WORKER_CONCURRENCY for the worker (default: the setting's default)")
+    parser.add_argument("--skip-rq", action="store_true", help="leave out the plain `rq worker` run")
+    args = parser.parse_args()
+    platforms = args.platforms.split(",")
+    from snapasset.platforms import PLATFORMS
+    from workers.rendering import render_processes
+    cores = render_processes(0)
+    source_png()
+
+    with tempfile.TemporaryDirectory(prefix="snapasset-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        procfile = procfile_worker_command()
+        tuning = {stack.Env.WORKER_CONCURRENCY: str(args.concurrency)} if args.concurrency else {}
+        env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency, **tuning)
+        settings = stack.settings(env)
+        print(f"{args.jobs} jobs × {len(platforms)} platforms ({', '.join(platforms)}), model latency "
+              f"{args.latency:g} s, {cores} cores, SNAPASSET_WORKER_CONCURRENCY={settings.worker_concurrency}")
+        print(f"  (serial: {args.jobs * args.latency:.0f} s of model wait)")
+        ours = run_jobs(stack, procfile, env, args.jobs, platforms, timeout=600)
+        report(f"`{' '.join(procfile)}` (Procfile)", ours, args.jobs, args.latency)
+
+        if not args.skip_rq:
+            env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency)
+            settings = stack.settings(env)
+            rq_cli = [shutil.which("rq", path=env["PATH"]) or "rq", "worker", "--url", stack.redis.url,
+                      "--serializer", "rq.serializers.JSONSerializer", settings.queue_name]
+            plain = run_jobs(stack, rq_cli, env, args.jobs, platforms,
+                             timeout=args.jobs * (args.latency + 5) + 60)
+            report("plain `rq worker` (forking)", plain, args.jobs, args.latency)
+
+        print(f"\nRender throughput, instant model, {cores} cores:")
+        all_platforms = list(PLATFORMS)
+        env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", 0, **tuning)
+        instant = run_jobs(stack, procfile, env, args.render_jobs, all_platforms, timeout=600)
+        images = args.render_jobs * len(all_platforms)
+        print(f"  worker, {args.render_jobs} jobs × {len(all_platforms)} platforms: "
+              f"{images / instant['makespan']:.1f} images/s ({images / instant['makespan'] / cores:.1f} per core), "
+              f"peak RSS {mb(instant['peak_rss'])} (PSS {mb(instant['peak_pss'])})")
+        per_job = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=False)
+        per_platform = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=True)
+        one = pool_throughput(1, max(4, args.render_jobs // 4), all_platforms, per_platform=False)
+        print(f"  render pool alone: one task per job (decode once) {per_job:.1f} images/s, "
+              f"one task per platform (decode each time) {per_platform:.1f} images/s; "
+              f"1 process {one:.1f} images/s → {per_job / one:.2f}× on {cores} cores")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
