@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -16,6 +17,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]         # lower-cased names
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)   # when the request was read
 
     @property
     def json(self):
@@ -67,6 +69,11 @@ class StubServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        """Forget what was received (and, in subclasses, what was scripted) between tests."""
+        with self._lock:
+            self.requests.clear()
 
     def respond(self, request: RecordedRequest) -> Reply:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -112,6 +112,11 @@ class OpenAIImagesStub(StubServer):
         with self._script_lock:
             self._script.extend(replies)
 
+    def reset(self) -> None:
+        super().reset()
+        with self._script_lock:
+            self._script.clear()
+
     @property
     def generations(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == "/v1/images/generations"]

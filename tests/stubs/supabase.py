@@ -75,6 +75,16 @@ class SupabaseStub(StubServer):
             self._failures.append({"count": count, "status": status, "method": method,
                                    "prefix": path_prefix, "drop": drop})
 
+    def reset(self) -> None:
+        """Empty buckets and tables, forget scripted failures and received requests."""
+        super().reset()
+        with self._data_lock:
+            self._failures.clear()
+            for bucket in self.objects.values():
+                bucket.clear()
+            for rows in self.tables.values():
+                rows.clear()
+
     def fail_uploads(self, count: int, *, status: int = 503) -> None:
         self.fail_next(count, status=status, method="POST", path_prefix="/storage/v1/object/")
 
