@@ -127,13 +127,21 @@ class QueueCollector:
     def __init__(self, app):
         self.app = app
 
+    @staticmethod
+    def _families():
+        return (GaugeMetricFamily("snapasset_queue_jobs", "Jobs on the queue by status", labels=["queue", "status"]),
+                GaugeMetricFamily("snapasset_queue_paused", "1 while the queue is paused", labels=["queue"]),
+                GaugeMetricFamily("snapasset_workers", "Live RQ workers listening on the queue", labels=["queue"]),
+                GaugeMetricFamily("snapasset_redis_up", "1 when Redis answered this scrape"))
+
+    def describe(self):
+        """Names only, so registering the collector does not reach Redis."""
+        return list(self._families())
+
     def collect(self):
         svc = self.app.extensions[SERVICES]
         conn, settings = svc.redis.client, svc.settings
-        jobs = GaugeMetricFamily("snapasset_queue_jobs", "Jobs on the queue by status", labels=["queue", "status"])
-        workers = GaugeMetricFamily("snapasset_workers", "Live RQ workers listening on the queue", labels=["queue"])
-        up = GaugeMetricFamily("snapasset_redis_up", "1 when Redis answered this scrape")
-        paused = GaugeMetricFamily("snapasset_queue_paused", "1 while the queue is paused", labels=["queue"])
+        jobs, paused, workers, up = self._families()
         try:
             # the same counts as GET /api/queue/stats (a job stopped mid-run counts as cancelled)
             stats = svc.jobs.stats()
