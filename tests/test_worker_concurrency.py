@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime
 
 import pytest
+from rq import Queue, Worker
 from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -94,6 +95,13 @@ def test_many_slow_jobs_overlap_on_one_worker(settings, conn, worker_process):
     latency, count = 1.5, 8
     job_ids = enqueue(settings, conn, count)
     worker_process(worker_env(**{Env.LOCAL_LATENCY: latency, Env.WORKER_CONCURRENCY: 16}))
+    wait_for(lambda: all_in(conn, job_ids, JobStatus.STARTED), timeout=20)
+    # RQ sees every one of them: started registry, the worker's executions (what `rq info` shows)
+    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    assert set(queue.started_job_registry.get_job_ids()) == set(job_ids)
+    [worker] = Worker.all(queue=queue)
+    assert {execution.job_id for execution in worker.get_current_executions()} == set(job_ids)
+    assert worker.get_state() == "busy"
     wait_for(lambda: all_in(conn, job_ids, JobStatus.FINISHED), timeout=40)
 
     jobs = [fetch(conn, job_id) for job_id in job_ids]
