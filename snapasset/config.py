@@ -53,6 +53,7 @@ class Env:
     RENDER_PROCESSES = "SNAPASSET_RENDER_PROCESSES"
     SSE_HEARTBEAT = "SNAPASSET_SSE_HEARTBEAT"
     SECRET_KEY = "SNAPASSET_SECRET_KEY"
+    METRICS_TOKEN = "SNAPASSET_METRICS_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class Settings:
     render_processes: int = 0          # 0 → one per core
     sse_heartbeat: float = 15.0
     secret_key: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def production(self) -> bool:
@@ -221,6 +223,7 @@ class Settings:
             render_processes=_int(env, Env.RENDER_PROCESSES, 0),
             sse_heartbeat=_float(env, Env.SSE_HEARTBEAT, 15.0),
             secret_key=env.get(Env.SECRET_KEY) or None,
+            metrics_token=env.get(Env.METRICS_TOKEN) or None,
         )
         settings.validate()
         return settings

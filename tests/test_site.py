@@ -121,8 +121,7 @@ def test_metrics_count_open_event_streams(client, auth):
 
 
 def test_metrics_token_guards_the_scrape_when_configured(settings, redis_handle):
-    guarded = settings.replace()
-    object.__setattr__(guarded, "metrics_token", "scrape-token-0123456789")   # Settings.metrics_token
+    guarded = settings.replace(metrics_token="scrape-token-0123456789")
     client = create_app(guarded, redis=redis_handle).test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).json["code"] == "UNAUTHORIZED"

@@ -204,7 +204,7 @@ def _count_request(response):
 
 @bp.get("/metrics")
 def metrics():
-    expected = getattr(services().settings, "metrics_token", None)
+    expected = services().settings.metrics_token
     if expected:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
