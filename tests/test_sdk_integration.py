@@ -269,3 +269,13 @@ def test_quickstart_example_runs_as_written(live_stack):
     assert len(urls) == 2
     for url, platform_id in zip(urls, PICKED):
         check_image(url, platform_id)
+
+
+def test_the_readme_shows_the_example_that_runs():
+    """The README's Python SDK section is examples/sdk_quickstart.py (minus its docstring), so
+    the test above proves the README's code."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Python SDK"):]
+    shown = section[section.index("```python\n") + len("```python\n"):section.index("```\n", 10)]
+    example = (ROOT / "examples" / "sdk_quickstart.py").read_text()
+    assert shown == example[example.index('"""\n', 3) + 4:]
