@@ -57,39 +57,41 @@ class ProgressBar:
     """A one-line bar with the stage message on a terminal; on anything else (a log, a pipe) one
     line per new stage message, so the record stays readable."""
 
+    STATUS_MESSAGES = {"waiting": "Waiting for a worker...", "delayed": "Waiting to retry...",
+                       "active": "Running..."}
+
     def __init__(self, stream: IO[str], *, width: int = 30):
         self.stream = stream
         self.width = width
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.progress = 0
-        self.message = "Queued"
-        self._shown = 0
+        self.message = ""
+        self._drawn = 0          # length of the bar line last drawn (a terminal only)
 
     def update(self, event: Event) -> None:
-        if event.progress is not None:
-            self.progress = max(self.progress, min(100, int(event.progress)))
+        if event.progress is not None:      # monotonic within an attempt; a retry starts over
+            self.progress = max(0, min(100, int(event.progress)))
         message = event.message
-        if not message and event.type == "failed" and event.will_retry:
-            message = "Failed, retrying..."
-        if message and message != self.message or not self._shown:
-            self.message = message or self.message
+        if event.type == "connected":
+            message = message or self.STATUS_MESSAGES.get(event.status or "")
+        elif event.type == "failed" and event.will_retry:
+            code = event.error.code if event.error else None
+            message = f"Attempt failed{f' ({code})' if code else ''}, retrying..."
+        if message and message != self.message:
+            self.message = message
             if not self.tty:
                 self._write(f"{self.progress:3d}% {self.message}\n")
         if self.tty:
-            self._draw()
+            filled = self.width * self.progress // 100
+            line = f"[{'#' * filled}{'-' * (self.width - filled)}] {self.progress:3d}%  {self.message}"
+            self._write("\r" + line.ljust(self._drawn))
+            self._drawn = max(self._drawn, len(line))
 
     def finish(self) -> None:
-        if self.tty and self._shown:
+        if self._drawn:
             self._write("\n")
 
-    def _draw(self) -> None:
-        filled = self.width * self.progress // 100
-        line = f"[{'#' * filled}{'-' * (self.width - filled)}] {self.progress:3d}%  {self.message}"
-        self._write("\r" + line.ljust(self._shown))
-        self._shown = max(self._shown, len(line))
-
     def _write(self, text: str) -> None:
-        self._shown = self._shown or 1
         self.stream.write(text)
         self.stream.flush()
 

@@ -3,6 +3,7 @@ embedded mode as a real process), one-line errors, and --help on every command."
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import uuid
@@ -18,9 +19,9 @@ from PIL import Image as PILImage
 from snapasset.auth import mint_access_token
 from snapasset.cli import cli
 from snapasset.config import Env
-from snapasset.generate import describe_error
+from snapasset.generate import ProgressBar, describe_error
 from snapasset.platforms import PLATFORMS
-from snapasset_sdk import APIConnectionError, JobFailedError, ValidationError
+from snapasset_sdk import APIConnectionError, Event, JobError, JobFailedError, ValidationError
 from tests.conftest import ROOT, settings_env
 
 PROMPT = "A lighthouse on a cliff at dawn, waves below"
@@ -126,6 +127,34 @@ def test_describe_error_turns_sdk_errors_into_one_line():
                                  "retries exceeded (Caused by NewConnectionError(\"...: [Errno 111] "
                                  "Connection refused\"))")
     assert describe_error(refused, url="http://127.0.0.1:9") == "cannot reach http://127.0.0.1:9: Connection refused"
+
+
+def test_progress_bar_redraws_on_a_terminal_and_logs_stages_elsewhere():
+    events = [Event(id="0-0", type="connected", status="waiting", progress=0),
+              Event(id="1-0", type="progress", progress=10, message="Generating image..."),
+              Event(id="2-0", type="progress", progress=16),
+              Event(id="3-0", type="failed", will_retry=True, progress=16,
+                    error=JobError(code="PROVIDER_ERROR", message="upstream 500")),
+              Event(id="4-0", type="progress", progress=100, message="Processed 1 image")]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream in (io.StringIO(), Terminal()):
+        bar = ProgressBar(stream)
+        for event in events:
+            bar.update(event)
+        bar.finish()
+        if isinstance(stream, Terminal):
+            frames = stream.getvalue().rstrip("\n").split("\r")[1:]
+            assert len(frames) == len(events) and "\n" not in stream.getvalue()[:-1]
+            assert frames[2].startswith("[####-----") and "16%  Generating image..." in frames[2]
+            assert frames[-1].startswith("[" + "#" * 30 + "] 100%  Processed 1 image")
+        else:
+            assert stream.getvalue().splitlines() == [
+                "  0% Waiting for a worker...", " 10% Generating image...",
+                " 16% Attempt failed (PROVIDER_ERROR), retrying...", "100% Processed 1 image"]
 
 
 # -- help ---------------------------------------------------------------------------------------
