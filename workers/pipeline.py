@@ -143,8 +143,8 @@ class Generation:
         self.report(30, Stage.GENERATING, "Image generated successfully")
 
         self.report(30, Stage.DOWNLOADING, "Downloading image...")
-        # decode once, focus once, every platform: in a render process when the worker has a pool
-        renders = self.ctx.renderer.render_all(generated.data, self.platforms, self.format)
+        # decoded once; each platform rendered in a render process when the worker has a pool
+        renders = self.ctx.renderer.render_each(generated.data, self.platforms, self.format)
 
         self.report(40, Stage.SAVING, "Saving to database...")
         record = GenerationRecord(

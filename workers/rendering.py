@@ -1,24 +1,29 @@
 """Where a job's Pillow work runs: in the job's own thread, or in a pool of processes.
 
 Rendering is CPU-bound Python (Pillow releases the GIL for part of it only), so a worker
-that keeps dozens of jobs in flight in threads sends it to one process per core. A job is
-one task (imaging.render_all: decode once, find the focus once, every platform): per
-platform tasks would decode the source once per platform, and under load, when every core
-is busy anyway, that extra decoding is lost throughput (bench/worker_concurrency.py measures
-both).
+that keeps dozens of jobs in flight in threads sends it to one process per core. Each
+platform is its own task, submitted together, handed back in order: the job reports and
+uploads each image as it is ready (progress moves per platform, a cancel can land between
+two), and one job's platforms spread over all cores. The source is still decoded once per
+render process and job (a small cache keyed by the bytes' digest), not once per platform;
+bench/worker_concurrency.py measures this against one render_all task per job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
+from PIL import Image
 
 from snapasset import imaging
 from snapasset.imaging import RenderedImage
@@ -33,7 +38,8 @@ log = logging.getLogger(__name__)
 class Renderer:
     """The port the pipeline renders through."""
 
-    def render_all(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> list[RenderedImage]:
+    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
+        """One rendered image per platform, in their order, each as soon as it is ready."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -43,8 +49,28 @@ class Renderer:
 class InlineRenderer(Renderer):
     """Renders in the calling thread (the forking worker, in-process test runs, the CLI)."""
 
-    def render_all(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> list[RenderedImage]:
-        return imaging.render_all(data, platforms, fmt)
+    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
+        source = imaging.decode(data)           # now: a bad image fails the job here, not later
+        focus = imaging.focal_point(source)
+        return (imaging.render(source, platform, fmt, focus=focus) for platform in platforms)
+
+
+_SOURCES: OrderedDict[bytes, tuple[Image.Image, tuple[float, float]]] = OrderedDict()
+_SOURCES_KEPT = 4
+
+
+def _render_one(digest: bytes, data: bytes, platform: Platform, fmt: str) -> RenderedImage:
+    """In a render process: the job's source is decoded (and its focus found) by the first of its
+    platforms to reach this process, and kept for the next few."""
+    if digest in _SOURCES:
+        _SOURCES.move_to_end(digest)
+    else:
+        source = imaging.decode(data)
+        _SOURCES[digest] = (source, imaging.focal_point(source))
+        while len(_SOURCES) > _SOURCES_KEPT:
+            _SOURCES.popitem(last=False)
+    source, focus = _SOURCES[digest]
+    return imaging.render(source, platform, fmt, focus=focus)
 
 
 def render_processes(configured: int) -> int:
@@ -84,8 +110,8 @@ def _ready() -> int:
 
 
 class RenderPool(Renderer):
-    """imaging.render_all in a pool of processes, one task per job; the job's thread waits on
-    its JobControl, so a stopped or timed-out job does not wait for its render to finish."""
+    """Renders in a pool of processes; the job's thread waits on its JobControl, so a stopped or
+    timed-out job does not wait for its renders to finish."""
 
     def __init__(self, processes: int):
         self.processes = processes
@@ -105,29 +131,33 @@ class RenderPool(Renderer):
                 future.result()
         return pool
 
-    def pids(self) -> list[int]:
-        return list(getattr(self._pool, "_processes", {}) or {})
+    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        return self._collect(digest, data, list(platforms), fmt, self._submit(digest, data, platforms, fmt))
 
-    def render_all(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> list[RenderedImage]:
-        for attempt in range(2):
-            pool = self._pool
-            try:
-                future = pool.submit(imaging.render_all, data, list(platforms), fmt)
-                return self._wait(future)
-            except BrokenProcessPool:
-                # a render process died (e.g. killed for memory): start a new pool and try once more
-                if attempt:
-                    raise
-                self._replace(pool)
-        raise AssertionError("unreachable")
+    def _collect(self, digest: bytes, data: bytes, platforms: list[Platform], fmt: str,
+                 futures: list[Future]) -> Iterator[RenderedImage]:
+        try:
+            for index in range(len(platforms)):
+                try:
+                    yield self._wait(futures[index])
+                except BrokenProcessPool:
+                    # a render process died (e.g. killed for memory): a new pool, and once more
+                    self._replace(self._pool)
+                    futures[index:] = self._submit(digest, data, platforms[index:], fmt)
+                    yield self._wait(futures[index])
+        finally:
+            for future in futures:   # an abandoned job's renders that have not started never run
+                future.cancel()
+
+    def _submit(self, digest: bytes, data: bytes, platforms: Sequence[Platform], fmt: str) -> list[Future]:
+        pool = self._pool
+        return [pool.submit(_render_one, digest, data, platform, fmt) for platform in platforms]
 
     @staticmethod
-    def _wait(future: Future) -> list[RenderedImage]:
+    def _wait(future: Future) -> RenderedImage:
         control = current_control()
-        try:
-            return control.wait(future) if control is not None else future.result()
-        finally:
-            future.cancel()   # an abandoned render that has not started yet never runs
+        return control.wait(future) if control is not None else future.result()
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
