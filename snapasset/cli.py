@@ -212,9 +212,12 @@ class OneLineError(click.ClickException):
 @click.option("--token", envvar="SNAPASSET_TOKEN", default=None, show_envvar=True,
               help="Access token for --url (see `snapasset token`).")
 @click.option("--api-key", envvar="SNAPASSET_API_KEY", default=None, show_envvar=True,
-              help="API key for --url, instead of a token.")
+              help="API key for --url, instead of a token (then --user is needed).")
+@click.option("--user", "user_id", default=None,
+              help="The user the job is for: required with --api-key; a token names its own.")
 def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, quality: str | None,
-             out_dir: Path | None, url: str | None, token: str | None, api_key: str | None) -> None:
+             out_dir: Path | None, url: str | None, token: str | None, api_key: str | None,
+             user_id: str | None) -> None:
     """Generate images for PROMPT, one per platform, and save them.
 
     Shows a live progress bar with each stage on stderr, then prints the path of every saved
@@ -245,7 +248,8 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
                       else stack.enter_context(embedded_server(load_settings())))
             client = stack.enter_context(SnapAssetClient(server.url, token=server.token,
                                                          api_key=server.api_key))
-            saved = run_job(client, prompt, platforms, options=options, out_dir=out_dir)
+            saved = run_job(client, prompt, platforms, options=options, user_id=user_id,
+                            out_dir=out_dir)
     except (SnapAssetError, GenerateError) as exc:
         raise OneLineError(describe_error(exc, url=url)) from None
     for path in saved:

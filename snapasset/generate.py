@@ -98,10 +98,10 @@ class ProgressBar:
 
 # -- the job ----------------------------------------------------------------------------------------
 def run_job(client: SnapAssetClient, prompt: str, platforms: Sequence[str], *,
-            options: dict | None = None, out_dir: Path | None = None,
+            options: dict | None = None, user_id: str | None = None, out_dir: Path | None = None,
             progress: IO[str] | None = None) -> list[Path]:
     """Create the job, show its progress until it ends, save its images; the saved paths."""
-    job = client.create_job(prompt, list(platforms), options=options or None)
+    job = client.create_job(prompt, list(platforms), options=options or None, user_id=user_id)
     bar = ProgressBar(progress or sys.stderr)
     try:
         result = client.wait(job.job_id, on_progress=bar.update)

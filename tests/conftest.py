@@ -178,9 +178,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_web(settings: Settings, log_path: Path):
+def running_web(settings: Settings, log_path: Path, extra_env: dict | None = None):
     """The web process exactly as the Procfile runs it (gunicorn + gevent, one worker) on a free
-    port, with these settings; yields (base URL, the settings it runs with) once it answers."""
+    port, with these settings (plus `extra_env`); yields (base URL, the settings it runs with)
+    once it answers."""
     import requests
 
     from snapasset.cli import web_command
@@ -190,7 +191,8 @@ def running_web(settings: Settings, log_path: Path):
     web_settings = settings.replace(public_url=base)
     log = open(log_path, "wb")
     proc = subprocess.Popen(web_command(web_settings, workers=1, bind=f"127.0.0.1:{port}"),
-                            env=settings_env(web_settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                            env={**settings_env(web_settings), **(extra_env or {})}, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
 
     def answers():
         if proc.poll() is not None:

@@ -21,8 +21,10 @@ from snapasset.cli import cli
 from snapasset.config import Env
 from snapasset.generate import ProgressBar, describe_error
 from snapasset.platforms import PLATFORMS
-from snapasset_sdk import APIConnectionError, Event, JobError, JobFailedError, ValidationError
-from tests.conftest import ROOT, settings_env
+from snapasset_sdk import (
+    APIConnectionError, Event, JobError, JobFailedError, SnapAssetClient, ValidationError,
+)
+from tests.conftest import ROOT, running_web, settings_env
 
 PROMPT = "A lighthouse on a cliff at dawn, waves below"
 
@@ -90,6 +92,22 @@ def test_generate_defaults_to_a_folder_per_job_and_reads_the_environment(runner,
     assert Path(path).parent.parent == Path("snapasset-output")
     assert Path(path).parent.name.startswith("gen-")
     assert_saved([path], ["linkedin-post"])
+
+
+def test_generate_with_an_api_key_acts_for_the_named_user(runner, settings, worker_process, tmp_path):
+    key = "cli-test-key-0123456789abcdef"
+    with running_web(settings, tmp_path / "web.log", {Env.API_KEYS: f"cli:{key}:jobs"}) as (base, _):
+        worker_process()
+        user_id = str(uuid.uuid4())
+        result = runner.invoke(cli, ["generate", PROMPT, "-p", "og-image", "--out", str(tmp_path / "out"),
+                                     "--url", base, "--api-key", key, "--user", user_id])
+        assert result.exit_code == 0, result.output
+        assert_saved(result.stdout.splitlines(), ["og-image"])
+        with SnapAssetClient(base, token=mint_access_token(settings, user_id)) as client:
+            assert [job.status for job in client.list_jobs()] == ["completed"]
+
+        anonymous = runner.invoke(cli, ["generate", PROMPT, "-p", "og-image", "--url", base, "--api-key", key])
+        assert anonymous.exit_code == 1 and anonymous.stderr.startswith("error: userId: ")
 
 
 def test_generate_errors_are_one_line(runner, live_stack):
