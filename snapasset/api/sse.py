@@ -98,8 +98,11 @@ def _heartbeat() -> float:
     return max(0.05, min(services().settings.sse_heartbeat, MAX_HEARTBEAT))
 
 
-def _stream_response(body) -> Response:
+def _stream_response(body, subscription) -> Response:
     response = Response(stream_with_context(body), mimetype="text/event-stream", headers=HEADERS)
+    # The server closes the response however it ends, even unsent (a generator never started
+    # would not run its own cleanup): the listener goes with it.
+    response.call_on_close(subscription.close)
     return response
 
 
@@ -140,10 +143,10 @@ def job_stream(job_id: str):
     connected = {"type": EventType.CONNECTED, "jobId": job_id, "status": status,
                  "progress": job.meta.get("progress", 0), "stage": job.meta.get("stage")}
     heartbeat = _heartbeat()
+    subscription = state.hub.subscribe(stream_key, after or "0-0")   # a Redis failure here is a JSON 503
 
     def body():
-        # Subscribed only once the response is being sent, so an unsent one leaves nothing behind.
-        with state.hub.subscribe(stream_key, after or "0-0") as subscription:
+        with subscription:
             yield sse_message(after or "0-0", _dumps(connected), retry=RETRY_MS)
             ended_seen: float | None = None
             while True:
@@ -172,7 +175,7 @@ def job_stream(job_id: str):
                 if end:
                     return
 
-    return _stream_response(body())
+    return _stream_response(body(), subscription)
 
 
 def _already_ended(hub: StreamHub, stream_key: str, after: str, job) -> bool:
@@ -239,8 +242,10 @@ def user_stream():
                           for j in recent]}
     heartbeat = _heartbeat()
 
+    subscription = state.hub.subscribe(stream_key, after)
+
     def body():
-        with state.hub.subscribe(stream_key, after) as subscription:
+        with subscription:
             yield sse_message(after, _dumps(connected), retry=RETRY_MS)
             while True:
                 entries = subscription.receive(heartbeat)
@@ -251,4 +256,4 @@ def user_stream():
                     continue
                 yield "".join(sse_message(entry.id, _client_payload(entry)) for entry in entries)
 
-    return _stream_response(body())
+    return _stream_response(body(), subscription)
