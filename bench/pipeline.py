@@ -150,6 +150,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         logs.close()
+        redis.close(save=False)
 
 
 if __name__ == "__main__":

