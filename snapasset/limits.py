@@ -6,7 +6,8 @@
   anonymous requests and bad credentials count per client IP. The IP is the socket peer, or —
   with ``SNAPASSET_TRUSTED_PROXIES=n`` — what the n proxies we trust appended to
   X-Forwarded-For (werkzeug's ProxyFix in ``create_app``), so a client cannot dodge the limit by
-  sending its own X-Forwarded-For. Liveness/readiness/metrics probes and media are exempt.
+  sending its own X-Forwarded-For. Liveness/readiness/metrics probes, media and event streams
+  are exempt (see EXEMPT_PREFIXES).
 * **Job creation**: ``settings.job_rate_limit`` (20 per hour) per user, taken by :class:`JobQuota`
   inside ``JobService.create`` only when a job is accepted: a request refused for any reason
   (validation, too many unfinished jobs, Redis error) gives its unit back, an idempotent replay
@@ -32,6 +33,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import redis
 from flask import current_app, g, jsonify, request
 from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
@@ -48,9 +50,13 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "snapasset.limits"
 STORAGE_TIMEOUT = 0.5
+STORAGE_CONNECTIONS = 8
 JOB_SCOPE = "jobs:create"
 EXEMPT_PATHS = ("/health", "/ready", "/metrics")
-EXEMPT_PREFIXES = ("/media/",)
+# Event streams are exempt too: EventSource reconnects by itself and gives up for good on any
+# answer but 200, so counting reconnects would turn a flaky network into a dead page. A stream
+# costs no Redis connection (snapasset.streaming) and needs a token for a job of the caller's.
+EXEMPT_PREFIXES = ("/media/", "/api/sse/")
 _QUOTA_LIMITS = "snapasset_quota_limits"
 
 
@@ -158,7 +164,11 @@ def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
         rate_limit_key,
         application_limits=[settings.rate_limit],
         storage_uri=storage_uri(redis_url),
-        storage_options={"socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT},
+        # a bounded pool: however many requests arrive at once, the limiter holds at most
+        # STORAGE_CONNECTIONS connections per process (a request waits STORAGE_TIMEOUT for one)
+        storage_options={"connection_pool": redis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=STORAGE_CONNECTIONS, timeout=STORAGE_TIMEOUT,
+            socket_timeout=STORAGE_TIMEOUT, socket_connect_timeout=STORAGE_TIMEOUT)},
         strategy="fixed-window",
         headers_enabled=False,            # ours below: on errors too, Retry-After only on 429
         in_memory_fallback_enabled=True,

@@ -257,6 +257,10 @@ def test_api_key_with_jobs_scope_acts_for_the_given_user(jclient, make_token):
     assert jclient.get(f"/api/jobs/{job_id}?userId={user}", headers=key).json["data"]["userId"] == user
     assert jclient.get(f"/api/jobs?userId={user}", headers=key).json["count"] == 1
     assert jclient.get(f"/api/jobs/{job_id}", headers=key).status_code == 400
+    # the user id becomes part of storage paths and Redis keys: no separators in it
+    for bad in ("../other", "a/b", "a:b", " spaced", ""):
+        r = jclient.post("/api/jobs", json={**JOB, "userId": bad}, headers=key)
+        assert r.status_code == 400 and "userId" in r.json["details"], bad
     other = str(uuid.uuid4())
     assert jclient.get(f"/api/jobs/{job_id}?userId={other}", headers=key).json["code"] == "JOB_NOT_FOUND"
     # the user sees the job the service created for them

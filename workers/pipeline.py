@@ -6,6 +6,7 @@ every step is published as an event on the job's stream (what SSE clients see).
 
 from __future__ import annotations
 
+import math
 import uuid
 from rq import get_current_job
 from rq.job import Job
@@ -202,8 +203,9 @@ class Generation:
 
 def stretch_next_retry(job: Job, seconds: float) -> None:
     """Make the next retry wait at least `seconds` (a provider's Retry-After); RQ reads
-    retry_intervals[len - retries_left] when it schedules the retry."""
+    retry_intervals[len - retries_left] when it schedules the retry. RQ stores the retry time in
+    whole seconds, rounded down, so one more second makes the wait at least `seconds`."""
     intervals = list(job.retry_intervals or [0] * job.retries_left)
     index = max(len(intervals) - job.retries_left, 0)
-    intervals[index] = max(intervals[index], int(seconds + 0.999))
+    intervals[index] = max(intervals[index], math.ceil(seconds) + 1)
     job.retry_intervals = intervals

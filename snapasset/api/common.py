@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from flask import current_app, g, request
@@ -19,6 +20,7 @@ __all__ = ["Services", "services", "principal", "require_user", "require_admin",
 EXTENSION = "snapasset"
 API_KEY_HEADER = "X-API-Key"
 USER_ID_MAX = 128
+USER_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{USER_ID_MAX - 1}}}")
 
 
 @dataclass
@@ -113,9 +115,10 @@ def require_user(body_user_id: str | None = None) -> str:
         if acting is None:
             raise APIError(400, ErrorCode.INVALID_REQUEST, "Missing required field: userId",
                            details={"userId": "is required when calling with an API key"})
-        if not isinstance(acting, str) or not acting.strip() or len(acting) > USER_ID_MAX:
+        if not isinstance(acting, str) or not USER_ID_PATTERN.fullmatch(acting):
+            # it becomes part of Redis keys and storage paths: no '/', ':' or spaces
             raise APIError(400, ErrorCode.INVALID_REQUEST, "Invalid field userId",
-                           details={"userId": f"must be a non-empty string of at most {USER_ID_MAX} characters"})
+                           details={"userId": f"must be 1 to {USER_ID_MAX} letters, digits or . _ @ -"})
         return acting
     if acting is not None and acting != caller.user_id:
         raise APIError(403, ErrorCode.FORBIDDEN, "userId must match the authenticated user")
