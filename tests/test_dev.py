@@ -55,5 +55,7 @@ def test_dev_runs_a_job_and_stops_cleanly(tmp_path):
         gone, alive = psutil.wait_procs(children, timeout=15)   # web, worker, render pool, redis-server
         assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:   # a failed assertion above: take the whole tree down
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
