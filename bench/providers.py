@@ -8,7 +8,7 @@ import time
 from functools import lru_cache
 
 from snapasset.providers.base import GeneratedImage
-from snapasset.providers.local import LocalProvider, draw
+from snapasset.providers.local import draw
 
 SOURCE_SIZE = (1536, 864)
 
@@ -47,4 +47,4 @@ def fixed_latency(settings) -> FixedImageProvider:
     return FixedImageProvider(float(os.environ.get("BENCH_LATENCY", "2.0")))
 
 
-__all__ = ["FixedImageProvider", "instant", "fixed_latency", "source_png", "LocalProvider"]
+__all__ = ["FixedImageProvider", "instant", "fixed_latency", "source_png"]

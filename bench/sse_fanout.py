@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,8 +150,6 @@ def main() -> None:
     if args.client_worker:
         client_process()
         return
-
-    import redis
 
     from snapasset import events
     from snapasset.auth import mint_access_token

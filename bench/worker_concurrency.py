@@ -3,8 +3,8 @@
     python bench/worker_concurrency.py [--jobs 64] [--latency 2] [--platforms instagram-post,twitter-post]
 
 Starts its own embedded Redis (nothing to install). The image model is a provider with a fixed
-latency that answers with the same picture every time (this module's `fixed_latency`, loaded
-by the worker through SNAPASSET_PROVIDER=bench.worker_concurrency:fixed_latency).
+latency that answers with the same picture every time (`bench.providers.fixed_latency`, loaded
+by the worker through SNAPASSET_PROVIDER=bench.providers:fixed_latency).
 
 1. One worker started exactly as the Procfile's worker line starts it; once it is up, the jobs
    are submitted at once. Printed: makespan (submission → last job ended), effective
@@ -19,11 +19,9 @@ by the worker through SNAPASSET_PROVIDER=bench.worker_concurrency:fixed_latency)
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,46 +29,12 @@ import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-SOURCE_SIZE = (1536, 1024)          # what gpt-image-1 returns for a landscape request
-
-
-# --------------------------------------------------------------------------- the model stand-in
-
-@lru_cache(maxsize=1)
-def source_png() -> bytes:
-    from snapasset.providers.local import draw
-    buffer = io.BytesIO()
-    draw("A lighthouse on a rocky coast at sunset", *SOURCE_SIZE).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-class FixedLatencyProvider:
-    """Sleeps `latency` seconds (a model's wait: no CPU), then answers with the same picture."""
-    name = "bench"
-    model = "bench-fixed-latency"
-
-    def __init__(self, latency: float):
-        self.latency = latency
-        self.data = source_png()
-
-    def choose_size(self, platforms):
-        return SOURCE_SIZE
-
-    def generate(self, request, *, on_partial=None):
-        from snapasset.providers.base import GeneratedImage
-        if self.latency:
-            time.sleep(self.latency)
-        return GeneratedImage(data=self.data, provider=self.name, model=self.model,
-                              revised_prompt=None, usage=None)
-
-
-def fixed_latency(settings) -> FixedLatencyProvider:
-    return FixedLatencyProvider(float(os.environ.get("BENCH_LATENCY", "2")))
+from bench.providers import source_png  # noqa: E402
 
 
 # --------------------------------------------------------------------------- measuring
@@ -135,7 +99,7 @@ class Stack:
         self.base_env.update({"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                               "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
                               Env.REDIS_URL: self.redis.url,
-                              Env.PROVIDER: "bench.worker_concurrency:fixed_latency"})
+                              Env.PROVIDER: "bench.providers:fixed_latency"})
 
     def env_for(self, queue: str, latency: float, **extra) -> dict:
         env = dict(self.base_env)
@@ -294,5 +258,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

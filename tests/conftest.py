@@ -140,12 +140,7 @@ def worker_process(settings, tmp_path):
 
     yield start
     for proc, log in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         log.close()
 
 
@@ -206,11 +201,12 @@ def running_web(settings: Settings, log_path: Path, extra_env: dict | None = Non
         wait_for(answers, timeout=30, interval=0.1)
         yield base, web_settings
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, as a dyno manager would; SIGKILL if it has not gone 20 s later."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -255,5 +251,5 @@ def live_stack(tmp_path_factory, redis_url):
             wait_for(lambda: requests.get(f"{base}/ready", timeout=2).status_code == 200, timeout=60, interval=0.1)
             yield base, web_settings
         finally:
-            _stop(worker)
+            stop_process(worker)
             log.close()

@@ -9,17 +9,14 @@ the `selenium` package; skipped only when no Chromium binary exists.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import uuid
 
 import pytest
 import requests
 
 from snapasset.auth import mint_access_token
-from snapasset.cli import web_command
 from snapasset.platforms import PLATFORMS
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.conftest import wait_for
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary: apt-get install -y chromium "
@@ -30,42 +27,6 @@ PICKED = ("instagram-post", "twitter-post")
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1280,1000")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def web_server(settings, tmp_path):
-    """The web process exactly as the Procfile runs it, on a free port; yields (base URL, settings)."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    web_settings = settings.replace(public_url=base)
-    log = open(tmp_path / "web.log", "wb")
-    proc = subprocess.Popen(web_command(web_settings, workers=1, bind=f"127.0.0.1:{port}"),
-                            env=settings_env(web_settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-    def answers():
-        if proc.poll() is not None:
-            raise AssertionError(f"the web process exited: {(tmp_path / 'web.log').read_text()[-2000:]}")
-        try:
-            return requests.get(f"{base}/health", timeout=2).status_code == 200
-        except requests.RequestException:   # not listening yet, or still booting
-            return False
-
-    try:
-        wait_for(answers, timeout=30, interval=0.2)
-        yield base, web_settings
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from snapasset.platforms import PLATFORMS
 from snapasset_sdk import (
     APIConnectionError, Event, JobError, JobFailedError, SnapAssetClient, ValidationError,
 )
-from tests.conftest import ROOT, running_web, settings_env
+from tests.conftest import running_web, settings_env
 
 PROMPT = "A lighthouse on a cliff at dawn, waves below"
 

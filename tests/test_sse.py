@@ -10,7 +10,6 @@ import json
 import random
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ import pytest
 import redis as redis_lib
 
 from snapasset import events, keys
-from snapasset.api.sse import close_stream_state, stream_state
+from snapasset.api.sse import close_stream_state
 from snapasset.cli import web_command
 from snapasset.streaming import HUB_CLIENT_NAME, StreamHub
 from tests.conftest import ROOT, settings_env, wait_for
@@ -316,7 +315,7 @@ def test_stream_auth(client, make_token, user):
     # another user's job and a missing one answer alike
     status, body = _first_chunk(client, f"/api/sse/jobs/{other['jobId']}", mine)
     assert status == 404 and json.loads(body)["code"] == "JOB_NOT_FOUND"
-    status, body = _first_chunk(client, f"/api/sse/jobs/gen-1-nosuchjob000", mine)
+    status, body = _first_chunk(client, "/api/sse/jobs/gen-1-nosuchjob000", mine)
     assert status == 404 and json.loads(body)["code"] == "JOB_NOT_FOUND"
     assert _first_chunk(client, f"/api/sse/jobs/{other['jobId']}?access_token={access}")[0] == 404
     # a job's stream token does not open the user's stream; an access token does

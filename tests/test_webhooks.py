@@ -10,7 +10,6 @@ from collections import deque
 import pytest
 from standardwebhooks import Webhook
 
-from snapasset import webhooks
 from snapasset.config import ConfigError
 from snapasset.webhooks import (
     EVENT_COMPLETED, EVENT_FAILED, WebhookDeliveryError, WebhookTargetRefused, build_event, check_target,

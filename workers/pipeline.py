@@ -129,7 +129,7 @@ class Generation:
             raise
 
     def _run(self) -> dict:
-        settings, provider = self.ctx.settings, self.ctx.provider
+        provider = self.ctx.provider
         self.report(0, Stage.STARTING, "Starting image generation...")
         width, height = provider.choose_size(self.platforms)
         request = GenerationRequest(prompt=self.payload["prompt"], width=width, height=height,
