@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from rq import SimpleWorker
 
 from snapasset import create_app
 from snapasset.auth import mint_access_token
 from snapasset.config import Env, Settings
 from snapasset.connections import RedisHandle, start_embedded_redis
+from workers.worker import TerminalEventsMixin, build_worker
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,16 +94,13 @@ def worker_ctx(settings, redis_handle):
     return bootstrap(settings, redis=redis_handle)
 
 
+class InProcessWorker(TerminalEventsMixin, SimpleWorker):
+    """RQ's in-process worker with what every SnapAsset worker adds (terminal events, webhooks)."""
+
+
 @pytest.fixture
 def run_jobs(worker_ctx):
     """Run every queued job in this process with the shipped worker logic (burst)."""
-    from rq import SimpleWorker
-
-    from workers.worker import TerminalEventsMixin, build_worker
-
-    class InProcessWorker(TerminalEventsMixin, SimpleWorker):
-        pass
-
     def run(**kwargs):
         worker = build_worker(worker_ctx, InProcessWorker)
         worker.work(burst=True, with_scheduler=True, **kwargs)

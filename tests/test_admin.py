@@ -8,22 +8,17 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from rq import SimpleWorker
 
 from snapasset import events, keys
 from snapasset.cli import cli, parse_duration_ms
-from tests.conftest import settings_env, wait_for
+from tests.conftest import InProcessWorker, settings_env, wait_for
 from tests.fake_providers import Refusing
 from workers.bootstrap import bootstrap
-from workers.worker import TerminalEventsMixin, build_worker
+from workers.worker import build_worker
 
 JOB = {"prompt": "A beautiful sunset over mountains", "platforms": ["facebook-cover"]}
 ADMIN_ROUTES = [("get", "/api/queue/stats"), ("post", "/api/queue/clean"), ("post", "/api/queue/pause"),
                 ("post", "/api/queue/resume")]
-
-
-class InProcessWorker(TerminalEventsMixin, SimpleWorker):
-    pass
 
 
 @pytest.fixture

@@ -7,23 +7,18 @@ import threading
 import uuid
 
 import pytest
-from rq import SimpleWorker
 
 from snapasset import events, keys
 from snapasset.jobs import open_queue
-from tests.conftest import wait_for
+from tests.conftest import InProcessWorker, wait_for
 from tests.fake_providers import FailingFirstAttempt
 from workers.bootstrap import bootstrap
-from workers.worker import TerminalEventsMixin, build_worker
+from workers.worker import build_worker
 
 JOB = {"prompt": "A beautiful sunset over mountains", "platforms": ["facebook-cover"]}
 EVERY_PLATFORM = ["instagram-post", "instagram-portrait", "instagram-story", "twitter-post", "twitter-header",
                   "facebook-post", "facebook-cover", "linkedin-post", "pinterest-pin", "youtube-thumbnail",
                   "og-image"]
-
-
-class InProcessWorker(TerminalEventsMixin, SimpleWorker):
-    pass
 
 
 def run_at_once(n, call):

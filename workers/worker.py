@@ -1,4 +1,5 @@
-"""The RQ worker SnapAsset ships: RQ's own job handling, plus the terminal events of each job.
+"""What every SnapAsset worker adds to RQ's job handling: the terminal events of each job and its
+completion webhook (workers/concurrent.py is the worker `snapasset worker` runs).
 
 Terminal events (`done`, `failed`, `cancelled`) are published after RQ has stored the job's
 final state, so a client that reacts to them by fetching the job sees that state.
@@ -8,19 +9,17 @@ from __future__ import annotations
 
 import logging
 
-from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from snapasset import events, webhooks
-from snapasset.config import Settings
 from snapasset.events import EventType
 from snapasset.jobs import JOB_FUNCTION, open_queue, open_webhook_queue
-from workers.bootstrap import WorkerContext, bootstrap, current_context
+from workers.bootstrap import WorkerContext, current_context
 from workers.pipeline import discard_outputs
 from workers.webhooks import enqueue_webhook
 
-__all__ = ["TerminalEventsMixin", "SnapAssetWorker", "build_worker", "run_worker"]
+__all__ = ["TerminalEventsMixin", "build_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +83,9 @@ class TerminalEventsMixin:
             log.exception("could not queue the %s webhook of job %s", event_type, job.id)
 
 
-class SnapAssetWorker(TerminalEventsMixin, Worker):
-    pass
-
-
-def build_worker(ctx: WorkerContext, worker_class=SnapAssetWorker, **kwargs):
+def build_worker(ctx: WorkerContext, worker_class, **kwargs):
+    """A worker of `worker_class` (one with TerminalEventsMixin) on the generation and webhook queues."""
     conn = ctx.redis.client
     queues = [open_queue(conn, ctx.settings), open_webhook_queue(conn, ctx.settings)]
     return worker_class(queues, connection=conn, serializer=JSONSerializer, **kwargs)
 
-
-def run_worker(settings: Settings | None = None, *, burst: bool = False) -> None:
-    """The worker process's entry: bootstrap, then work with RQ's scheduler running (for retries)."""
-    ctx = bootstrap(settings)
-    worker = build_worker(ctx)
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
