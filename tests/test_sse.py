@@ -324,6 +324,21 @@ def test_stream_auth(client, make_token, user):
     assert _first_chunk(client, f"/api/sse/jobs/{a['jobId']}", {**mine, "Last-Event-ID": "garbage"})[0] == 400
 
 
+def test_an_api_key_streams_for_the_user_it_names(make_app, make_token, user):
+    from snapasset.config import ApiKey
+    key = "sse-jobs-key-0123456789abcdef"
+    client = make_app(api_keys=(ApiKey("backend", key, frozenset({"jobs"})),)).test_client()
+    job = create_job(client, {"Authorization": f"Bearer {make_token(user)}"})
+    headers = {"X-API-Key": key}
+    status, body = _first_chunk(client, f"/api/sse/jobs/{job['jobId']}?userId={user}", headers)
+    assert status == 200 and '"type":"connected"' in body
+    status, body = _first_chunk(client, f"/api/sse/jobs/{job['jobId']}", headers)       # whose?
+    assert status == 400 and "userId" in json.loads(body)["details"]
+    assert _first_chunk(client, f"/api/sse/jobs/{job['jobId']}?userId=someone-else", headers)[0] == 404
+    assert _first_chunk(client, f"/api/sse/jobs?userId={user}", headers)[0] == 200
+    assert _first_chunk(client, "/api/sse/jobs", headers)[0] == 400
+
+
 # -- the hub itself ----------------------------------------------------------------------------
 def test_hub_subscribers_racing_a_publisher_see_every_entry_once_in_order(redis_url, redis_handle):
     hub = StreamHub(redis_url, queue_limit=50)      # small mailboxes: the lag/resync path runs too

@@ -6,6 +6,7 @@ every step is published as an event on the job's stream (what SSE clients see).
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from rq import get_current_job
@@ -22,6 +23,8 @@ from snapasset.storage import object_key
 from workers.bootstrap import WorkerContext, current_context
 
 __all__ = ["run_generation", "Generation", "Stage", "generation_id_for", "discard_outputs"]
+
+log = logging.getLogger(__name__)
 
 GENERATION_NAMESPACE = uuid.UUID("6f1c1d1e-5a5e-4c8b-9a57-1e2a7d0c5a11")
 MAX_LOG_LINES = 200
@@ -191,7 +194,7 @@ class Generation:
         try:
             self._discard()
         except Exception:   # never mask the real failure; the next attempt overwrites the same keys
-            pass
+            log.warning("job %s: could not remove the outputs of a failed attempt", self.job.id, exc_info=True)
         self.job.meta["error"] = {"code": code, "message": message}
         self.job.meta["logs"] = self.job.meta.get("logs", []) + [f"Failed: {message}"]
         if not retryable:

@@ -100,14 +100,14 @@ def caller_identity() -> Principal | None:
     return None
 
 
-def require_user(body_user_id: str | None = None) -> str:
+def require_user(body_user_id: str | None = None, *, caller: Principal | None = None) -> str:
     """The user the request acts for.
 
     A JWT user acts for themself only (a different `userId` → 403). An API key with the `jobs`
     scope acts for the `userId` given in the body (POST) or the query (GET/DELETE), which it must
     give.
     """
-    caller = principal()
+    caller = caller or principal()
     acting = body_user_id if body_user_id is not None else request.args.get("userId")
     if caller.via == "api_key":
         if "jobs" not in caller.scopes:

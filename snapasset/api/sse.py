@@ -20,8 +20,8 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from rq.job import Job
 
 from snapasset import keys
-from snapasset.api.common import absolutize_image, absolutize_result, principal, services
-from snapasset.auth import Principal, unauthorized
+from snapasset.api.common import absolutize_image, absolutize_result, principal, require_user, services
+from snapasset.auth import Principal
 from snapasset.errors import APIError, ErrorCode
 from snapasset.events import EventType, is_terminal
 from snapasset.jobs import JobService, Status, api_status
@@ -123,13 +123,10 @@ def _resume_id() -> str | None:
     return value
 
 
-def _owner(caller: Principal) -> str | None:
-    """Whose jobs the caller may stream: their own; an API key with `jobs` acts for ?userId=."""
-    if caller.user_id:
-        return caller.user_id
-    if "jobs" in caller.scopes:
-        return request.args.get("userId") or None
-    raise unauthorized()
+def _owner(caller: Principal) -> str:
+    """Whose jobs the caller may stream: their own; an API key with `jobs` acts for ?userId=,
+    which it must give (as on every job route)."""
+    return require_user(caller=caller)
 
 
 # -- GET /api/sse/jobs/<job_id> -----------------------------------------------------------------
@@ -234,9 +231,6 @@ def _check_stale(jobs: JobService, job_id: str, owner: str | None, ended_seen: f
 def user_stream():
     caller = principal(allow_query_token=True)
     owner = _owner(caller)
-    if owner is None:
-        raise APIError(400, ErrorCode.INVALID_REQUEST, "An API key must name the userId to stream",
-                       details={"userId": "is required with an API key"})
     after = _resume_id()
     state = stream_state(current_app._get_current_object())
     stream_key = keys.user_events(owner)
