@@ -16,6 +16,7 @@ import redis as redis_lib
 from rq import SimpleWorker
 
 from snapasset import create_app
+from snapasset.api.sse import close_stream_state
 from snapasset.auth import mint_access_token
 from snapasset.config import Env, Settings
 from snapasset.connections import RedisHandle, start_embedded_redis
@@ -61,7 +62,8 @@ def settings(tmp_path, redis_url) -> Settings:
 def app(settings, redis_handle):
     app = create_app(settings, redis=redis_handle)
     app.config["TESTING"] = True
-    return app
+    yield app
+    close_stream_state(app)   # stop its stream hub's reader, if a test opened a stream
 
 
 @pytest.fixture
@@ -156,11 +158,16 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
 @pytest.fixture
 def make_app(settings, redis_handle):
     """Another app on the same Redis, with some settings changed (limits, keys, JWKS ...)."""
+    made = []
+
     def make(redis: RedisHandle | None = None, **changes):
         app = create_app(settings.replace(**changes), redis=redis or redis_handle)
         app.config["TESTING"] = True
+        made.append(app)
         return app
-    return make
+    yield make
+    for app in made:
+        close_stream_state(app)
 
 
 def free_port() -> int:
