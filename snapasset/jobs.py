@@ -162,12 +162,13 @@ class JobService:
             "processedAt": meta.get("processedAt"),
         }
         if status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
-            body["finishedAt"] = meta.get("finishedAt") or iso(job.ended_at)
+            body["finishedAt"] = iso(job.ended_at)
         if status == Status.COMPLETED:
             body["result"] = job.return_value()
-        if status in (Status.FAILED, Status.DELAYED) and meta.get("error") or status == Status.FAILED:
-            error = meta.get("error") or {"code": ErrorCode.WORKER_LOST,
-                                          "message": "The worker running this job stopped unexpectedly"}
+        error = meta.get("error")
+        if status == Status.FAILED and error is None:   # its worker died before recording why
+            error = {"code": ErrorCode.WORKER_LOST, "message": "The worker running this job stopped unexpectedly"}
+        if error and status in (Status.FAILED, Status.DELAYED):   # delayed: why the last attempt failed
             body["error"] = error
             body["failedReason"] = error["message"]
         return body
@@ -373,7 +374,7 @@ class JobService:
             job.refresh()
             intervals = self.settings.retry_intervals
             job.meta.update({"progress": 0, "stage": None, "attempt": 0, "logs": [], "retriedAt": utcnow_iso()})
-            for name in ("error", "cancelled", "preview", "processedAt", "finishedAt"):
+            for name in ("error", "cancelled", "processedAt"):
                 job.meta.pop(name, None)
             job.retries_left = len(intervals) or None
             job.retry_intervals = intervals or None

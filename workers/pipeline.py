@@ -111,7 +111,6 @@ class Generation:
         meta["attempt"] = meta.get("attempt", 0) + 1
         meta["processedAt"] = utcnow_iso()
         meta.pop("error", None)
-        meta.pop("preview", None)
         if meta["attempt"] > 1:
             meta["logs"] = meta.get("logs", []) + [f"Attempt {meta['attempt']} of {self._max_attempts()}"]
         try:
