@@ -256,7 +256,9 @@ def test_api_key_with_jobs_scope_acts_for_the_given_user(jclient, make_token):
     job_id = created.json["jobId"]
     assert jclient.get(f"/api/jobs/{job_id}?userId={user}", headers=key).json["data"]["userId"] == user
     assert jclient.get(f"/api/jobs?userId={user}", headers=key).json["count"] == 1
-    assert jclient.get(f"/api/jobs/{job_id}", headers=key).status_code == 400
+    # one job names its owner: the key may leave the user out there (not when listing)
+    assert jclient.get(f"/api/jobs/{job_id}", headers=key).json["data"]["userId"] == user
+    assert jclient.get("/api/jobs", headers=key).status_code == 400
     # the user id becomes part of storage paths and Redis keys: no separators in it
     for bad in ("../other", "a/b", "a:b", " spaced", ""):
         r = jclient.post("/api/jobs", json={**JOB, "userId": bad}, headers=key)

@@ -127,6 +127,21 @@ def require_user(body_user_id: str | None = None, *, caller: Principal | None = 
     return caller.user_id
 
 
+def job_owner(body_user_id: str | None = None, *, caller: Principal | None = None) -> str | None:
+    """For a route naming one job: whose job it must be, or None for anyone's.
+
+    Like require_user, except that an API key with the `jobs` scope may name no user here: it may
+    act for any user, and the job names its owner. A userId it does give must be the owner's.
+    """
+    caller = caller or principal()
+    acting = body_user_id if body_user_id is not None else request.args.get("userId")
+    if caller.via == "api_key" and acting is None:
+        if "jobs" not in caller.scopes:
+            raise forbidden("This API key has no 'jobs' scope")
+        return None
+    return require_user(body_user_id, caller=caller)
+
+
 def require_admin() -> Principal:
     """An admin caller (an `admin`-scoped API key, or a JWT with app_metadata.role = admin); else 401/403."""
     caller = principal()

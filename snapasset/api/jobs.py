@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from snapasset.api.common import absolute_url, absolutize_result, json_body, require_user, services
+from snapasset.api.common import absolute_url, absolutize_result, job_owner, json_body, require_user, services
 from snapasset.jobs import Status
 from snapasset import limits
 from snapasset.schema import invalid, parse_job_request
@@ -38,7 +38,7 @@ def create_job():
 
 @bp.get("/<job_id>")
 def get_job(job_id: str):
-    user_id = require_user()
+    user_id = job_owner()
     body = services().jobs.get(job_id, user_id)
     if "result" in body:
         body["result"] = absolutize_result(body["result"])
@@ -70,11 +70,11 @@ def list_jobs():
 @bp.post("/<job_id>/retry")
 def retry_job(job_id: str):
     body = request.get_json(silent=True) if request.get_data(cache=True).strip() else None
-    user_id = require_user(body.get("userId") if isinstance(body, dict) else None)
+    user_id = job_owner(body.get("userId") if isinstance(body, dict) else None)
     return jsonify(services().jobs.retry(job_id, user_id))
 
 
 @bp.delete("/<job_id>/cancel")
 def cancel_job(job_id: str):
-    user_id = require_user()
+    user_id = job_owner()
     return jsonify(services().jobs.cancel(job_id, user_id))

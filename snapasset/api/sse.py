@@ -20,8 +20,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from rq.job import Job
 
 from snapasset import keys
-from snapasset.api.common import absolutize_image, absolutize_result, principal, require_user, services
-from snapasset.auth import Principal
+from snapasset.api.common import absolutize_image, absolutize_result, job_owner, principal, require_user, services
 from snapasset.errors import APIError, ErrorCode
 from snapasset.events import EventType, is_terminal
 from snapasset.jobs import JobService, Status, api_status
@@ -123,17 +122,11 @@ def _resume_id() -> str | None:
     return value
 
 
-def _owner(caller: Principal) -> str:
-    """Whose jobs the caller may stream: their own; an API key with `jobs` acts for ?userId=,
-    which it must give (as on every job route)."""
-    return require_user(caller=caller)
-
-
 # -- GET /api/sse/jobs/<job_id> -----------------------------------------------------------------
 @bp.get("/jobs/<job_id>")
 def job_stream(job_id: str):
     caller = principal(allow_query_token=True, job_id=job_id)
-    owner = _owner(caller)
+    owner = job_owner(caller=caller)   # None: an API key streaming any user's job
     after = _resume_id()
     state = stream_state(current_app._get_current_object())
     job = state.jobs.fetch(job_id, owner)           # 404 for a missing job and another user's
@@ -230,7 +223,7 @@ def _check_stale(jobs: JobService, job_id: str, owner: str | None, ended_seen: f
 @bp.get("/jobs")
 def user_stream():
     caller = principal(allow_query_token=True)
-    owner = _owner(caller)
+    owner = require_user(caller=caller)   # an API key names the user whose jobs it follows
     after = _resume_id()
     state = stream_state(current_app._get_current_object())
     stream_key = keys.user_events(owner)
