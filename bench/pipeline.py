@@ -37,6 +37,7 @@ from snapasset.cli import web_command  # noqa: E402
 from snapasset.config import Settings  # noqa: E402
 from snapasset.connections import start_embedded_redis  # noqa: E402
 from snapasset.platforms import PLATFORMS  # noqa: E402
+from snapasset.processes import stop_processes  # noqa: E402
 
 PLATFORM_IDS = ["instagram-post", "instagram-story", "twitter-post", "facebook-post"]
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -148,13 +149,7 @@ def main() -> None:
         print(f"floor (decode + crop + resize + encode + write):       median {f * 1000:7.1f} ms")
         print(f"ratio pipeline / floor: {p / f:.2f}  (goal < 1.3)")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(*processes)
         logs.close()
         redis.close(save=False)
 

@@ -157,6 +157,7 @@ def main() -> None:
     from snapasset.config import Env, Settings
     from snapasset.connections import open_redis
     from snapasset.jobs import JobService
+    from snapasset.processes import stop_processes
     from snapasset.schema import parse_job_request
     from snapasset.streaming import HUB_CLIENT_NAME
 
@@ -200,11 +201,7 @@ def main() -> None:
             run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_request,
                       mint_access_token, events, HUB_CLIENT_NAME)
     finally:
-        web.terminate()
-        try:
-            web.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            web.kill()
+        stop_processes(web)
         web_log.close()
 
 

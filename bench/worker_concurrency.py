@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.providers import source_png  # noqa: E402
+from snapasset.processes import stop_processes  # noqa: E402
 
 
 # --------------------------------------------------------------------------- measuring
@@ -154,11 +155,7 @@ def run_jobs(stack: Stack, command: list[str], env: dict, count: int, platforms:
         ended = max(job.ended_at.timestamp() for job in jobs)
     finally:
         probe.stop()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_processes(proc, timeout=30)
         log.close()
     return {"makespan": ended - submitted, "failed": failed, "peak_rss": probe.peak_rss,
             "peak_pss": probe.peak_pss, "processes": probe.peak_processes}

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from snapasset.config import ConfigError, Env, Settings
+from snapasset.processes import stop_processes
 
 __all__ = ["main", "cli", "web_command"]
 
@@ -127,14 +128,7 @@ def dev(port: int | None) -> None:
     signal.signal(signal.SIGTERM, stop)
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    stop_processes(*children)   # the worker gives running jobs 20 s, then requeues them
     redis.close()
     click.echo("SnapAsset stopped.")
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from snapasset.config import Env, Settings
+from snapasset.processes import stop_processes
 
 if TYPE_CHECKING:
     from snapasset_sdk import Event, Image, SnapAssetClient
@@ -188,13 +189,7 @@ def embedded_server(settings: Settings) -> Iterator[Server]:
             _wait_for_worker(url, worker, worker_log)
             yield Server(url=url, token=mint_access_token(settings, EMBEDDED_USER))
         finally:
-            if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+            stop_processes(worker)
             server.shutdown()
             server.server_close()
             close_stream_state(app)

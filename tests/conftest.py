@@ -20,6 +20,7 @@ from snapasset.api.sse import close_stream_state
 from snapasset.auth import mint_access_token
 from snapasset.config import Env, Settings
 from snapasset.connections import RedisHandle, start_embedded_redis
+from snapasset.processes import stop_processes
 from workers.worker import TerminalEventsMixin, build_worker
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -213,13 +214,7 @@ def running_web(settings: Settings, log_path: Path, extra_env: dict | None = Non
 
 def stop_process(proc: subprocess.Popen) -> None:
     """SIGTERM, as a dyno manager would; SIGKILL if it has not gone 20 s later."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(proc, timeout=20)
 
 
 @pytest.fixture

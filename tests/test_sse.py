@@ -20,6 +20,7 @@ import redis as redis_lib
 from snapasset import events, keys
 from snapasset.api.sse import close_stream_state
 from snapasset.cli import web_command
+from snapasset.processes import stop_processes
 from snapasset.streaming import HUB_CLIENT_NAME, StreamHub
 from tests.conftest import ROOT, settings_env, wait_for
 
@@ -469,11 +470,7 @@ def web_server(settings, tmp_path):
             return False
     wait_for(up, timeout=30)
     yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=25)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_processes(proc)
     log.close()
 
 
