@@ -219,40 +219,43 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="snapasset-bench-") as tmp:
         stack = Stack(Path(tmp))
-        procfile = procfile_worker_command()
-        tuning = {stack.Env.WORKER_CONCURRENCY: str(args.concurrency)} if args.concurrency else {}
-        env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency, **tuning)
-        settings = stack.settings(env)
-        print(f"{args.jobs} jobs × {len(platforms)} platforms ({', '.join(platforms)}), model latency "
-              f"{args.latency:g} s, {cores} cores, SNAPASSET_WORKER_CONCURRENCY={settings.worker_concurrency}")
-        print(f"  (serial: {args.jobs * args.latency:.0f} s of model wait)")
-        ours = run_jobs(stack, procfile, env, args.jobs, platforms, timeout=600)
-        report(f"`{' '.join(procfile)}` (Procfile)", ours, args.jobs, args.latency)
-
-        if not args.skip_rq:
-            env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency)
+        try:
+            procfile = procfile_worker_command()
+            tuning = {stack.Env.WORKER_CONCURRENCY: str(args.concurrency)} if args.concurrency else {}
+            env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency, **tuning)
             settings = stack.settings(env)
-            rq_cli = [shutil.which("rq", path=env["PATH"]) or "rq", "worker", "--url", stack.redis.url,
-                      "--serializer", "rq.serializers.JSONSerializer", settings.queue_name]
-            plain = run_jobs(stack, rq_cli, env, args.jobs, platforms,
-                             timeout=args.jobs * (args.latency + 5) + 60)
-            report("plain `rq worker` (forking)", plain, args.jobs, args.latency)
+            print(f"{args.jobs} jobs × {len(platforms)} platforms ({', '.join(platforms)}), model latency "
+                  f"{args.latency:g} s, {cores} cores, SNAPASSET_WORKER_CONCURRENCY={settings.worker_concurrency}")
+            print(f"  (serial: {args.jobs * args.latency:.0f} s of model wait)")
+            ours = run_jobs(stack, procfile, env, args.jobs, platforms, timeout=600)
+            report(f"`{' '.join(procfile)}` (Procfile)", ours, args.jobs, args.latency)
 
-        print(f"\nRender throughput, instant model, {cores} cores:")
-        all_platforms = list(PLATFORMS)
-        env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", 0, **tuning)
-        instant = run_jobs(stack, procfile, env, args.render_jobs, all_platforms, timeout=600)
-        images = args.render_jobs * len(all_platforms)
-        print(f"  worker, {args.render_jobs} jobs × {len(all_platforms)} platforms: "
-              f"{images / instant['makespan']:.1f} images/s ({images / instant['makespan'] / cores:.1f} per core), "
-              f"peak RSS {mb(instant['peak_rss'])} (PSS {mb(instant['peak_pss'])})")
-        per_job = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=False)
-        per_platform = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=True)
-        one = pool_throughput(1, max(4, args.render_jobs // 4), all_platforms, per_platform=False)
-        print(f"  render pool alone: one task per job (decode once) {per_job:.1f} images/s, "
-              f"one task per platform (shipped: decode once per process) {per_platform:.1f} images/s; "
-              f"1 process {one:.1f} images/s → {per_job / one:.2f}× on {cores} cores")
+            if not args.skip_rq:
+                env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency)
+                settings = stack.settings(env)
+                rq_cli = [shutil.which("rq", path=env["PATH"]) or "rq", "worker", "--url", stack.redis.url,
+                          "--serializer", "rq.serializers.JSONSerializer", settings.queue_name]
+                plain = run_jobs(stack, rq_cli, env, args.jobs, platforms,
+                                 timeout=args.jobs * (args.latency + 5) + 60)
+                report("plain `rq worker` (forking)", plain, args.jobs, args.latency)
 
+            print(f"\nRender throughput, instant model, {cores} cores:")
+            all_platforms = list(PLATFORMS)
+            env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", 0, **tuning)
+            instant = run_jobs(stack, procfile, env, args.render_jobs, all_platforms, timeout=600)
+            images = args.render_jobs * len(all_platforms)
+            print(f"  worker, {args.render_jobs} jobs × {len(all_platforms)} platforms: "
+                  f"{images / instant['makespan']:.1f} images/s ({images / instant['makespan'] / cores:.1f} per core), "
+                  f"peak RSS {mb(instant['peak_rss'])} (PSS {mb(instant['peak_pss'])})")
+            per_job = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=False)
+            per_platform = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=True)
+            one = pool_throughput(1, max(4, args.render_jobs // 4), all_platforms, per_platform=False)
+            print(f"  render pool alone: one task per job (decode once) {per_job:.1f} images/s, "
+                  f"one task per platform (shipped: decode once per process) {per_platform:.1f} images/s; "
+                  f"1 process {one:.1f} images/s → {per_job / one:.2f}× on {cores} cores")
+
+        finally:
+            stack.redis.close(save=False)
 
 if __name__ == "__main__":
     main()
