@@ -203,6 +203,7 @@ def main() -> None:
     finally:
         stop_processes(web)
         web_log.close()
+        handle.close(save=False)   # an embedded Redis of its own stops here (REDIS_URL: only disconnects)
 
 
 def run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_request, mint_access_token,
