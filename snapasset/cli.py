@@ -115,7 +115,8 @@ def dev(port: int | None) -> None:
     token_value = mint_access_token(settings.replace(jwt_secret=env[Env.JWT_SECRET]), "dev-user")
     click.echo(f"\nSnapAsset is running at {url}  (Redis: {'embedded' if redis.embedded else redis.url})")
     click.echo(f"Dev token (user dev-user, 24 h):\n  {token_value}\n")
-    click.echo(f"Try:  curl -H 'Authorization: Bearer {token_value[:16]}...' {url}/api/platforms")
+    click.echo(f"Try:  export TOKEN={token_value}")
+    click.echo(f"      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/jobs   (or open {url}/ in a browser)")
     click.echo("Press Ctrl-C to stop.\n")
 
     stopping = False

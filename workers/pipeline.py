@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from datetime import datetime, timezone
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from snapasset import events, imaging, keys
-from snapasset.errors import ErrorCode, JobCancelled, JobFailure, utcnow_iso
+from snapasset.errors import ErrorCode, JobCancelled, JobFailure
 from snapasset.events import EventType
+from snapasset.jobs import iso
 from snapasset.platforms import Platform, get_platform
 from snapasset.providers import GenerationRequest
 from snapasset.records import GenerationRecord, ImageRecord
@@ -109,7 +111,7 @@ class Generation:
     def run(self) -> dict:
         meta = self.job.meta
         meta["attempt"] = meta.get("attempt", 0) + 1
-        meta["processedAt"] = utcnow_iso()
+        meta["processedAt"] = iso(datetime.now(timezone.utc))   # same form as createdAt/finishedAt
         meta.pop("error", None)
         if meta["attempt"] > 1:
             meta["logs"] = meta.get("logs", []) + [f"Attempt {meta['attempt']} of {self._max_attempts()}"]
