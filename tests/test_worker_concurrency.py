@@ -232,3 +232,29 @@ def test_a_suspended_queue_takes_no_new_jobs_but_finishes_running_ones(settings,
     finally:
         resume(conn)
     wait_for(lambda: all_in(conn, later, JobStatus.FINISHED), timeout=20)
+
+
+def test_every_job_is_taken_through_its_intermediate_queue(settings, conn, worker_ctx):
+    """With two queues (generations, webhooks) RQ would pop with BLPOP, and a job popped by a
+    worker that dies before starting it would be lost; ours moves it into the queue's
+    intermediate queue first, where RQ's cleanup finds it, and takes it out once it starts."""
+    from workers.concurrent import ConcurrentWorker
+    from workers.worker import build_worker
+    from workers.webhooks import enqueue_webhook
+    from snapasset.jobs import open_queue, open_webhook_queue
+
+    worker = build_worker(worker_ctx, ConcurrentWorker, concurrency=2)
+    generations, webhooks = open_queue(conn, settings), open_webhook_queue(conn, settings)
+    [job_id] = enqueue(settings, conn, 1)
+    hook = enqueue_webhook(webhooks, "http://127.0.0.1:9/hook", {"type": "job.completed"}, "msg_1")
+
+    job, queue = worker._pop(timeout=None)
+    assert (job.id, queue.name) == (job_id, generations.name)          # generations first
+    assert conn.lrange(generations.intermediate_queue_key, 0, -1) == [job_id.encode()]
+    job, queue = worker._pop(timeout=None)
+    assert (job.id, queue.name) == (hook.id, webhooks.name)
+    assert conn.lrange(webhooks.intermediate_queue_key, 0, -1) == [hook.id.encode()]
+    assert worker._pop(timeout=None) is None
+
+    worker.prepare_job_execution(fetch(conn, job_id))                  # starting it takes it out
+    assert conn.llen(generations.intermediate_queue_key) == 0

@@ -5,7 +5,7 @@ up to `concurrency` jobs in flight, each in a thread of its own, and sends their
 to a pool of processes, one per core (workers/rendering.py). Everything else is RQ's own
 machinery, used per job rather than per worker:
 
-- dequeue: RQ's dequeue_any (BLMOVE, or BLPOP over several queues), so several worker
+- dequeue: LMOVE into each queue's intermediate queue (never the BLPOP RQ uses for several queues), so several worker
   processes share a queue and a job is handed to exactly one of them;
 - each job gets an RQ Execution (StartedJobRegistry, the worker's execution index, `rq info`),
   heartbeats from one thread for all of them, and RQ's perform_job / handle_job_success /
@@ -40,7 +40,7 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import clean_registries
 from rq.suspension import is_suspended
-from rq.utils import now
+from rq.utils import as_text, now
 from rq.worker import BaseWorker, DequeueStrategy, WorkerStatus
 from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
@@ -171,9 +171,7 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
     def _dequeue(self, burst: bool) -> tuple[Job, Queue] | None:
         timeout = None if burst else max(1, min(self.dequeue_timeout, self.poll_interval))
         try:
-            result = self.queue_class.dequeue_any(
-                self._ordered_queues, timeout, connection=self.connection, job_class=self.job_class,
-                serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+            result = self._pop(timeout)
         except DequeueTimeout:
             return None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -190,6 +188,37 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
             job.redis_server_version = self.get_redis_server_version()
             self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
         return result
+
+    def _pop(self, timeout: int | None) -> tuple[Job, Queue] | None:
+        """The next job, always through LMOVE into its queue's intermediate queue.
+
+        RQ's dequeue_any pops with BLPOP when it listens on several queues (ours: generations and
+        webhooks), and a job popped by a worker that dies before registering it is then lost for
+        good. Moved into the intermediate queue instead, it is found by RQ's intermediate-queue
+        cleanup and failed or retried. So: a non-blocking LMOVE on each queue in order, then a
+        blocking one on the first (generations) for at most `timeout` seconds.
+        """
+        if self.get_redis_server_version() < (6, 2, 0):   # no LMOVE before Redis 6.2
+            return self.queue_class.dequeue_any(
+                self._ordered_queues, timeout, connection=self.connection, job_class=self.job_class,
+                serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+        while True:
+            popped = next(filter(None, (self.queue_class.lmove(self.connection, queue.key, None)
+                                        for queue in self._ordered_queues)), None)
+            if popped is None:
+                if timeout is None:
+                    return None
+                popped = self.queue_class.lmove(self.connection, self._ordered_queues[0].key, timeout)
+            queue_key, job_id = (as_text(part) for part in popped)
+            found = self.queue_class._fetch_dequeued_job(
+                self.connection, queue_key, job_id, job_class=self.job_class, serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class)
+            if found is not None:   # None: the job was deleted while queued; take the next one
+                return found
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # every job came through its intermediate queue (_pop), whatever the number of queues
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def _put_back(self, job: Job, queue: Queue) -> None:
         with self.connection.pipeline() as pipe:
