@@ -5,8 +5,9 @@ up to `concurrency` jobs in flight, each in a thread of its own, and sends their
 to a pool of processes, one per core (workers/rendering.py). Everything else is RQ's own
 machinery, used per job rather than per worker:
 
-- dequeue: LMOVE into each queue's intermediate queue (never the BLPOP RQ uses for several queues), so several worker
-  processes share a queue and a job is handed to exactly one of them;
+- dequeue: LMOVE into each queue's intermediate queue (never the BLPOP RQ uses for several
+  queues), so several worker processes share a queue, a job is handed to exactly one of them,
+  and one popped by a worker that dies at once is found again by RQ's cleanup;
 - each job gets an RQ Execution (StartedJobRegistry, the worker's execution index, `rq info`),
   heartbeats from one thread for all of them, and RQ's perform_job / handle_job_success /
   handle_job_failure (results, retries with backoff, failed registry, dependents);
