@@ -56,11 +56,10 @@ async def _one_client(host: str, port: int, path: str, latencies: list, state: d
             for line in chunk.split(b"\n"):
                 if not line.startswith(b"data: "):
                     continue
-                at = line.find(b'"ts":')
+                at = line.find(b'"message":"')   # the bench's progress events carry their publish time
                 if at >= 0:
-                    end = line.find(b",", at)
-                    end = line.find(b"}", at) if end < 0 else end
-                    ts = float(line[at + 5:end])
+                    end = line.find(b'"', at + 11)
+                    ts = float(line[at + 11:end])
                     if ts >= start_at:
                         latencies.append(now - ts)
                 elif b'"type":"connected"' in line:
@@ -151,7 +150,7 @@ def main() -> None:
         client_process()
         return
 
-    from snapasset import events
+    from snapasset import jobrecord
     from snapasset.auth import mint_access_token
     from snapasset.cli import web_command
     from snapasset.config import Env, Settings
@@ -199,7 +198,7 @@ def main() -> None:
         jobs_service = JobService(conn, settings)
         for n in [int(x) for x in args.clients.split(",")]:
             run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_request,
-                      mint_access_token, events, HUB_CLIENT_NAME)
+                      mint_access_token, jobrecord, HUB_CLIENT_NAME)
     finally:
         stop_processes(web)
         web_log.close()
@@ -207,14 +206,14 @@ def main() -> None:
 
 
 def run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_request, mint_access_token,
-              events, hub_name):
+              jobrecord, hub_name):
     job_count = max(1, n // args.per_job)
     jobs = []
     for _ in range(job_count):
         user = str(uuid.uuid4())
         created = jobs_service.create(user, parse_job_request(
             {"prompt": "A beautiful sunset over mountains", "platforms": ["instagram-post"]}))
-        jobs.append((created.job["jobId"], user, mint_access_token(settings, user)))
+        jobs.append((created.job_id, user, mint_access_token(settings, user)))
     paths = [f"/api/sse/jobs/{job_id}?access_token={token}" for job_id, _, token in
              (jobs[i % job_count] for i in range(n))]
     procs = []
@@ -252,8 +251,8 @@ def run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_req
     index = 0
     while time.monotonic() - started < args.duration:
         job_id, user, _ = jobs[index % job_count]
-        events.publish(conn, job_id, user, {"type": "progress", "progress": index % 100, "stage": "bench",
-                                            "ts": time.time()}, ttl=600)
+        jobrecord.publish(conn, job_id, user, jobrecord.Progress(progress=index % 100, stage="bench",
+                                                                 message=repr(time.time())), ttl=600)
         expected += (n // job_count) + (1 if index % job_count < n % job_count else 0)
         index += 1
         sleep = started + index * interval - time.monotonic()

@@ -122,7 +122,7 @@ class Stack:
         request = JobRequest(prompt="A lighthouse on a rocky coast at sunset", platforms=tuple(platforms))
         submitted = time.time()
         # one user per job: the per-user limit of unfinished jobs is not what is measured here
-        ids = [service.create(str(uuid.uuid4()), request).job["jobId"] for _ in range(count)]
+        ids = [service.create(str(uuid.uuid4()), request).job_id for _ in range(count)]
         return ids, submitted
 
 

@@ -14,13 +14,14 @@ def create_app(settings=None, *, redis=None):
     from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from snapasset import errors, limits
-    from snapasset.api import register_blueprints
+    from snapasset import errors
+    from snapasset.api import limits, register_blueprints
     from snapasset.api.common import EXTENSION, Services
     from snapasset.auth import Authenticator
     from snapasset.config import Settings
     from snapasset.connections import open_redis
     from snapasset.jobs import JobService
+    from snapasset.queueadmin import QueueAdmin
 
     settings = settings or Settings.from_env()
     redis = redis or open_redis(settings.redis_url, settings.data_dir)
@@ -31,6 +32,7 @@ def create_app(settings=None, *, redis=None):
     app.extensions[EXTENSION] = Services(
         settings=settings, redis=redis,
         jobs=JobService(redis.client, settings),
+        queue_admin=QueueAdmin(redis.client, settings),
         auth=Authenticator(settings),
     )
     if settings.trusted_proxies:

@@ -14,7 +14,9 @@ from pathlib import Path
 import click
 
 from snapasset.config import ConfigError, Env, Settings
+from snapasset.jobrecord import Status
 from snapasset.processes import stop_processes
+from snapasset.schema import FORMATS_ALLOWED, QUALITIES
 
 __all__ = ["main", "cli", "web_command"]
 
@@ -88,8 +90,8 @@ def worker(burst: bool) -> None:
     It runs up to SNAPASSET_WORKER_CONCURRENCY jobs at once, reschedules failed attempts, and
     on SIGTERM finishes or requeues the jobs in hand before it exits.
     """
-    from workers.main import run
-    run(load_settings(), burst=burst)
+    from workers.concurrent import run_concurrent_worker
+    run_concurrent_worker(load_settings(), burst=burst)
 
 
 @cli.command()
@@ -138,13 +140,13 @@ def dev(port: int | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def stats(as_json: bool) -> None:
     """Show how many jobs are waiting, active, completed, failed, delayed and cancelled."""
-    service, _redis = _job_service(load_settings())
-    counts = service.stats()
+    admin, _redis = _queue_admin(load_settings())
+    counts = admin.stats()
     if as_json:
         import json
         click.echo(json.dumps(counts))
         return
-    for name in ("waiting", "active", "completed", "failed", "delayed", "cancelled", "total"):
+    for name in (*Status.ALL, "total"):
         click.echo(f"{name:>10}  {counts[name]}")
     click.echo(f"{'paused':>10}  {'yes' if counts['paused'] else 'no'}")
 
@@ -162,7 +164,7 @@ def parse_duration_ms(text: str) -> int:
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(["completed", "failed", "cancelled"]), default="completed",
+@click.option("--status", type=click.Choice(Status.CLEANABLE), default="completed",
               show_default=True, help="Which finished jobs to remove.")
 @click.option("--grace", default="24h", show_default=True,
               help="Only jobs that finished longer ago than this (24h, 30m, 90s, 500ms).")
@@ -171,18 +173,18 @@ def parse_duration_ms(text: str) -> int:
 def clean(status: str, grace: str, limit: int) -> None:
     """Remove old finished jobs and their progress history (images and records stay)."""
     grace_ms = parse_duration_ms(grace)
-    service, _redis = _job_service(load_settings())
-    removed = service.clean(status=status, grace_ms=grace_ms, limit=limit)
+    admin, _redis = _queue_admin(load_settings())
+    removed = admin.clean(status=status, grace_ms=grace_ms, limit=limit)
     click.echo(f"removed {removed} {status} job{'s' if removed != 1 else ''} older than {grace}")
 
 
-def _job_service(settings: Settings):
-    """The service the API uses, on the configured Redis (no HTTP), and the handle that keeps an
-    embedded Redis alive while the caller holds it."""
+def _queue_admin(settings: Settings):
+    """The queue administration the API uses, on the configured Redis (no HTTP), and the handle
+    that keeps an embedded Redis alive while the caller holds it."""
     from snapasset.connections import open_redis
-    from snapasset.jobs import JobService
+    from snapasset.queueadmin import QueueAdmin
     redis = open_redis(settings.redis_url, settings.data_dir)
-    return JobService(redis.client, settings), redis
+    return QueueAdmin(redis.client, settings), redis
 
 
 class OneLineError(click.ClickException):
@@ -197,9 +199,9 @@ class OneLineError(click.ClickException):
 @click.option("-p", "--platform", "platforms", multiple=True, required=True, metavar="PLATFORM",
               help="A platform id such as instagram-post or twitter-post; repeat for several "
                    "(GET /api/platforms lists them).")
-@click.option("--format", "image_format", type=click.Choice(["jpeg", "png", "webp"]), default=None,
+@click.option("--format", "image_format", type=click.Choice(FORMATS_ALLOWED), default=None,
               help="Image format (default jpeg).")
-@click.option("--quality", type=click.Choice(["low", "medium", "high", "auto"]), default=None,
+@click.option("--quality", type=click.Choice(QUALITIES), default=None,
               help="Model quality (default: the server's).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the images (default ./snapasset-output/<jobId>/).")

@@ -1,4 +1,5 @@
-"""Errors: the API's JSON error shape (SPEC §4) and the coded failures of a job.
+"""Errors: the API's JSON error shape (SPEC §4), the job service's refusals (domain errors, which
+init_app maps to that shape in one table) and the coded failures of a job.
 
 Every code the wire contract knows is defined here once.
 """
@@ -11,7 +12,8 @@ from datetime import datetime, timezone
 from werkzeug.exceptions import HTTPException
 
 __all__ = [
-    "APIError", "ErrorCode", "JobFailure", "ContentPolicyViolation", "ProviderError",
+    "APIError", "ErrorCode", "DomainError", "JobNotFound", "JobNotRetryable", "JobNotCancellable",
+    "JobLimitExceeded", "IdempotencyConflict", "JobFailure", "ContentPolicyViolation", "ProviderError",
     "ProviderRateLimited", "InvalidImage", "StorageFailure", "JobTimedOut", "JobCancelled",
     "error_body", "init_app", "utcnow_iso",
 ]
@@ -93,6 +95,57 @@ _HTTP_CODES = {400: ErrorCode.INVALID_REQUEST, 401: ErrorCode.UNAUTHORIZED, 403:
                503: ErrorCode.SERVICE_UNAVAILABLE}
 
 
+class DomainError(Exception):
+    """A request the job service refuses, in its own terms (no HTTP); `retry_after`: seconds
+    after which the same request may succeed."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class JobNotFound(DomainError):
+    def __init__(self):
+        super().__init__("Job not found")
+
+
+class JobNotRetryable(DomainError):
+    pass
+
+
+class JobNotCancellable(DomainError):
+    pass
+
+
+class JobLimitExceeded(DomainError):
+    """All of the user's unfinished-job slots are taken."""
+
+
+class IdempotencyConflict(DomainError):
+    pass
+
+
+# Each domain error as the API answers it: (status, code, whether retryAfter is in the body too).
+_DOMAIN_ERRORS = {
+    JobNotFound: (404, ErrorCode.JOB_NOT_FOUND, False),
+    JobNotRetryable: (409, ErrorCode.JOB_NOT_RETRYABLE, False),
+    JobNotCancellable: (409, ErrorCode.JOB_NOT_CANCELLABLE, False),
+    IdempotencyConflict: (409, ErrorCode.IDEMPOTENCY_CONFLICT, False),
+    JobLimitExceeded: (429, ErrorCode.JOB_LIMIT_EXCEEDED, True),
+}
+
+
+def api_error_for(exc: DomainError) -> APIError:
+    status, code, retry_after_in_body = _DOMAIN_ERRORS[type(exc)]
+    headers = extra = None
+    if exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if retry_after_in_body:
+            extra = {"retryAfter": exc.retry_after}
+    return APIError(status, code, exc.message, headers=headers, extra=extra)
+
+
 def init_app(app) -> None:
     """Answer every error of the app, ours and werkzeug's, with the JSON shape."""
     from flask import jsonify
@@ -109,6 +162,10 @@ def init_app(app) -> None:
     @app.errorhandler(APIError)
     def handle_api_error(exc: APIError):
         return respond(exc.code, exc.body(), exc.extra_headers)
+
+    @app.errorhandler(DomainError)
+    def handle_domain_error(exc: DomainError):
+        return handle_api_error(api_error_for(exc))
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):

@@ -1,5 +1,7 @@
-"""The job service over RQ: create, get, list, retry, cancel, clean and count generation jobs
-(no Flask here).
+"""The job service over RQ: create, fetch, list, retry and cancel generation jobs (no Flask, no
+HTTP: refusals are the domain errors of snapasset.errors). What a job stores and publishes is
+snapasset.jobrecord's; how the API shows a job is snapasset.api.presentation's; queue
+administration (stats, clean, pause) is snapasset.queueadmin's.
 
 Two invariants are kept with Redis transactions (WATCH/MULTI/EXEC) rather than locks:
 
@@ -21,7 +23,6 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 import redis
@@ -29,71 +30,33 @@ from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry,
-                         ScheduledJobRegistry, StartedJobRegistry)
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.suspension import is_suspended, resume, suspend
 
-from snapasset import events, keys
+from snapasset import jobrecord, keys, rqcompat
 from snapasset.config import Settings
-from snapasset.errors import APIError, ErrorCode, utcnow_iso
-from snapasset.events import EventType
+from snapasset.errors import IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotFound, JobNotRetryable
+from snapasset.jobrecord import Status, api_status, status_of
 from snapasset.schema import JobRequest
 
-__all__ = ["Status", "JobService", "Quota", "new_job_id", "JOB_FUNCTION", "api_status", "iso", "open_queue",
-           "open_webhook_queue", "CLEANABLE", "JOB_SLOT_RETRY_AFTER"]
+__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_FUNCTION", "open_queue", "open_webhook_queue",
+           "JOB_SLOT_RETRY_AFTER"]
 
 JOB_FUNCTION = "workers.pipeline.run_generation"
 IDEMPOTENCY_TTL = 24 * 3600
 IDEMPOTENCY_PENDING_TTL = 60        # a claim whose request died frees itself this soon
 IDEMPOTENCY_WAIT = 10.0             # how long a duplicate waits for the first request's outcome
 JOB_SLOT_RETRY_AFTER = 15           # Retry-After hint when all of a user's job slots are taken
-CLEANABLE = ("completed", "failed", "cancelled")
 _PENDING, _COMMITTED = "pending", "committed"
 _LIVE_RQ = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.value,
             JobStatus.SCHEDULED.value}
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
-class Status:
-    WAITING = "waiting"
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    DELAYED = "delayed"
-    CANCELLED = "cancelled"
-    ALL = (WAITING, ACTIVE, COMPLETED, FAILED, DELAYED, CANCELLED)
-    UNFINISHED = (WAITING, ACTIVE, DELAYED)
-
-
-_FROM_RQ = {
-    JobStatus.QUEUED: Status.WAITING,
-    JobStatus.DEFERRED: Status.WAITING,
-    JobStatus.STARTED: Status.ACTIVE,
-    JobStatus.FINISHED: Status.COMPLETED,
-    JobStatus.FAILED: Status.FAILED,
-    JobStatus.SCHEDULED: Status.DELAYED,
-    JobStatus.STOPPED: Status.CANCELLED,   # we stop jobs only to cancel them
-    JobStatus.CANCELED: Status.CANCELLED,
-}
-
-
-def api_status(rq_status) -> str:
-    return _FROM_RQ.get(JobStatus(rq_status) if rq_status else JobStatus.QUEUED, Status.WAITING)
-
-
 def new_job_id(now: float | None = None) -> str:
     """gen-<unix seconds>-<12 random [a-z0-9]> (SPEC §6)."""
     suffix = "".join(secrets.choice(_ALPHABET) for _ in range(12))
     return f"gen-{int(now if now is not None else time.time())}-{suffix}"
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def open_queue(conn: redis.Redis, settings: Settings) -> Queue:
@@ -106,15 +69,11 @@ def open_webhook_queue(conn: redis.Redis, settings: Settings) -> Queue:
     return Queue(f"{settings.queue_name}-webhooks", connection=conn, serializer=JSONSerializer)
 
 
-def job_not_found() -> APIError:
-    return APIError(404, ErrorCode.JOB_NOT_FOUND, "Job not found")
-
-
 class Quota(Protocol):
     """A per-user allowance taken when a job is accepted (the job-creation rate limit)."""
 
     def acquire(self) -> None:
-        """Take one unit, or raise the APIError (429) that says why not."""
+        """Take one unit, or raise the error (the API's 429) that says why not."""
 
     def release(self) -> None:
         """Give back the unit of an acquire() whose job was not accepted after all."""
@@ -122,7 +81,8 @@ class Quota(Protocol):
 
 @dataclass
 class Created:
-    job: dict          # the create response body
+    job_id: str
+    status: str        # the job's API status ("queued" for a new job)
     created: bool      # False when an Idempotency-Key replayed an earlier job
 
 
@@ -134,53 +94,21 @@ class JobService:
 
     # -- reading -----------------------------------------------------------------
     def fetch(self, job_id: str, user_id: str | None) -> Job:
-        """The job, if it exists and (when user_id is given) belongs to that user; else 404."""
+        """The job, if it exists and (when user_id is given) belongs to that user; else JobNotFound."""
         try:
             job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
         except NoSuchJobError:
-            raise job_not_found() from None
-        if user_id is not None and job.meta.get("userId") != user_id:
-            raise job_not_found()
+            raise JobNotFound() from None
+        if user_id is not None and jobrecord.owner_of(job) != user_id:
+            raise JobNotFound()
         return job
 
-    def status_of(self, job: Job) -> str:
-        return api_status(job.get_status(refresh=False))
-
-    def describe(self, job: Job) -> dict:
-        """GET /api/jobs/:id body."""
-        meta = job.meta
-        status = self.status_of(job)
-        body = {
-            "jobId": job.id,
-            "status": status,
-            "progress": meta.get("progress", 0),
-            "stage": meta.get("stage"),
-            "data": job.args[0] if job.args else {},
-            "logs": meta.get("logs", []),
-            "attemptsMade": meta.get("attempt", 0),
-            "createdAt": iso(job.created_at),
-            "processedAt": meta.get("processedAt"),
-        }
-        if status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
-            body["finishedAt"] = iso(job.ended_at)
-        if status == Status.COMPLETED:
-            body["result"] = job.return_value()
-        error = meta.get("error")
-        if status == Status.FAILED and error is None:   # its worker died before recording why
-            error = {"code": ErrorCode.WORKER_LOST, "message": "The worker running this job stopped unexpectedly"}
-        if error and status in (Status.FAILED, Status.DELAYED):   # delayed: why the last attempt failed
-            body["error"] = error
-            body["failedReason"] = error["message"]
-        return body
-
-    def get(self, job_id: str, user_id: str | None) -> dict:
-        return self.describe(self.fetch(job_id, user_id))
-
-    def list(self, user_id: str, *, status: str | None, limit: int, cursor: str | None) -> dict:
-        """The user's jobs, newest first, `limit` at a time; cursor is opaque to clients."""
+    def list(self, user_id: str, *, status: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+        """The user's jobs, newest first, `limit` at a time, and the cursor of the next page
+        (None at the end); a cursor is opaque to clients."""
         key = keys.user_jobs(user_id)
         upper = f"({int(cursor)}" if cursor else "+inf"
-        found: list[dict] = []
+        found: list[Job] = []
         next_cursor = None
         while len(found) < limit:
             batch = self.conn.zrevrangebyscore(key, upper, "-inf", start=0, num=max(limit * 2, 20),
@@ -196,17 +124,16 @@ class JobService:
                 upper = f"({int(score)}"
                 if job is None:
                     continue
-                job_status = self.status_of(job)
+                job_status = status_of(job)
                 if status and job_status != status:
                     continue
-                found.append({"jobId": job.id, "status": job_status,
-                              "progress": job.meta.get("progress", 0), "createdAt": iso(job.created_at)})
+                found.append(job)
                 if len(found) == limit:
                     next_cursor = str(int(score))
                     break
         if next_cursor and not self.conn.zrevrangebyscore(key, f"({next_cursor}", "-inf", start=0, num=1):
             next_cursor = None
-        return {"jobs": found, "count": len(found), "status": status, "nextCursor": next_cursor}
+        return found, next_cursor
 
     # -- writing -----------------------------------------------------------------
     def create(self, user_id: str, request: JobRequest, *, idempotency_key: str | None = None,
@@ -223,7 +150,7 @@ class JobService:
             claim = keys.idempotency(user_id, idempotency_key)
             replay = self._claim_idempotency(claim, fingerprint, job_id)
             if replay is not None:
-                return Created(job=self._created_body(replay, self._status_or_waiting(replay)), created=False)
+                return Created(replay, self._status_or_waiting(replay), created=False)
         try:
             if quota is not None:
                 quota.acquire()
@@ -238,7 +165,7 @@ class JobService:
             if claim:
                 self._release_claim(claim, f"{job_id}|{fingerprint}")
             raise
-        return Created(job=self._created_body(job_id, "queued"), created=True)
+        return Created(job_id, "queued", created=True)
 
     def _enqueue(self, pipe, job_id: str, user_id: str, request: JobRequest) -> None:
         settings = self.settings
@@ -250,7 +177,7 @@ class JobService:
             result_ttl=settings.job_ttl,
             failure_ttl=settings.job_ttl,
             retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-            meta={"userId": user_id, "progress": 0, "logs": [], "attempt": 0},
+            meta=jobrecord.new_state(user_id),
             description=f"generation for {user_id}",
             pipeline=pipe,
         )
@@ -262,7 +189,7 @@ class JobService:
         """Run `write(pipe)` in one transaction with taking one of the user's unfinished-job slots.
 
         WATCHes the user's active set (and `watch`), prunes members RQ says are over, and refuses
-        with 429 JOB_LIMIT_EXCEEDED when `max_active_jobs` are still unfinished. `check()` runs
+        with JobLimitExceeded when `max_active_jobs` are still unfinished. `check()` runs
         after WATCH, before MULTI (to re-validate what the caller read). `commit` = (idempotency
         key, value) marks that claim committed in the same transaction.
         """
@@ -274,16 +201,14 @@ class JobService:
                     if check is not None:
                         check()
                     members = [m.decode() for m in pipe.smembers(active_key)]
-                    statuses = self._rq_statuses(members)
+                    statuses = rqcompat.stored_statuses(self.conn, members)
                     live = [m for m, st in zip(members, statuses) if st in _LIVE_RQ and m != job_id]
                     stale = [m for m, st in zip(members, statuses) if st not in _LIVE_RQ]
                     if len(live) >= self.settings.max_active_jobs:
-                        raise APIError(
-                            429, ErrorCode.JOB_LIMIT_EXCEEDED,
+                        raise JobLimitExceeded(
                             f"You already have {len(live)} unfinished jobs; the limit is "
                             f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one.",
-                            headers={"Retry-After": str(JOB_SLOT_RETRY_AFTER)},
-                            extra={"retryAfter": JOB_SLOT_RETRY_AFTER})
+                            retry_after=JOB_SLOT_RETRY_AFTER)
                     pipe.multi()
                     if stale:
                         pipe.srem(active_key, *stale)
@@ -296,14 +221,6 @@ class JobService:
                     return
                 except redis.WatchError:
                     continue
-
-    def _rq_statuses(self, job_ids: list[str]) -> list[str | None]:
-        if not job_ids:
-            return []
-        with self.conn.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(Job.key_for(job_id), "status")
-            return [value.decode() if value else None for value in pipe.execute()]
 
     def _claim_idempotency(self, redis_key: str, fingerprint: str, job_id: str) -> str | None:
         """Claim the key for job_id (None), or return the job an identical earlier request created.
@@ -320,14 +237,12 @@ class JobService:
                 continue
             earlier_id, earlier_fingerprint, state = stored.decode().rsplit("|", 2)
             if earlier_fingerprint != fingerprint:
-                raise APIError(409, ErrorCode.IDEMPOTENCY_CONFLICT,
-                               "This Idempotency-Key was already used with a different request body")
+                raise IdempotencyConflict("This Idempotency-Key was already used with a different request body")
             if state == _COMMITTED:
                 return earlier_id
             if time.monotonic() > deadline:
-                raise APIError(409, ErrorCode.IDEMPOTENCY_CONFLICT,
-                               "A request with this Idempotency-Key is still being processed; retry shortly",
-                               headers={"Retry-After": "1"})
+                raise IdempotencyConflict("A request with this Idempotency-Key is still being processed; "
+                                          "retry shortly", retry_after=1)
             time.sleep(0.02)
 
     _RELEASE_IF_PENDING = """
@@ -344,58 +259,47 @@ class JobService:
             job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
         except NoSuchJobError:   # cleaned away since; the replay still names it
             return Status.WAITING
-        return self.status_of(job)
+        return status_of(job)
 
-    def _created_body(self, job_id: str, status: str) -> dict:
-        return {"jobId": job_id, "status": status,
-                "message": "Job created successfully",
-                "estimatedTime": self._estimate(),
-                "statusUrl": f"/api/jobs/{job_id}"}
-
-    def _estimate(self) -> str:
-        waiting = self.queue.count
-        seconds = 30 + 10 * (waiting // max(1, self.settings.worker_concurrency))
-        return f"{seconds} seconds"
+    def queued_count(self) -> int:
+        """Jobs waiting for a worker (what the estimated time of a new job follows)."""
+        return self.queue.count
 
     # -- retry and cancel ---------------------------------------------------------
-    def retry(self, job_id: str, user_id: str | None) -> dict:
+    def retry(self, job_id: str, user_id: str | None) -> None:
         """Requeue a failed or cancelled job under the same id, as if new (attempts, progress and
         its event history reset); it takes one of the user's unfinished-job slots again."""
         job = self.fetch(job_id, user_id)
-        owner = job.meta.get("userId")
+        owner = jobrecord.owner_of(job)
 
         def check() -> None:
             status = self._current_status(job)
             if status not in (Status.FAILED, Status.CANCELLED):
-                raise APIError(409, ErrorCode.JOB_NOT_RETRYABLE,
-                               f"Only failed or cancelled jobs can be retried; this one is {status}")
+                raise JobNotRetryable(f"Only failed or cancelled jobs can be retried; this one is {status}")
 
         def write(pipe) -> None:
             job.refresh()
             intervals = self.settings.retry_intervals
-            job.meta.update({"progress": 0, "stage": None, "attempt": 0, "logs": [], "retriedAt": utcnow_iso()})
-            for name in ("error", "cancelled", "processedAt"):
-                job.meta.pop(name, None)
+            jobrecord.reset_for_retry(job)
             job.retries_left = len(intervals) or None
             job.retry_intervals = intervals or None
             job.started_at = job.ended_at = None
-            job._exc_info = ""
+            rqcompat.clear_failure(job)
             for registry in (FailedJobRegistry, CanceledJobRegistry):
                 registry(self.queue.name, connection=self.conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
             pipe.delete(keys.job_cancel(job_id), keys.job_events(job_id))
             self.queue.enqueue_job(job, pipeline=pipe)
 
         self._admit(owner, job_id, write, watch=(job.key,), check=check)
-        return {"jobId": job_id, "status": "retrying", "message": "Job has been queued for retry"}
 
     def _current_status(self, job: Job) -> str:
-        """The API status as stored right now (404 if the job vanished meanwhile)."""
-        raw = self.conn.hget(job.key, "status")
-        if raw is None:
-            raise job_not_found()
-        return api_status(raw.decode())
+        """The API status as stored right now (JobNotFound if the job vanished meanwhile)."""
+        stored = rqcompat.stored_status(self.conn, job.id)
+        if stored is None:
+            raise JobNotFound()
+        return api_status(stored)
 
-    def cancel(self, job_id: str, user_id: str | None) -> dict:
+    def cancel(self, job_id: str, user_id: str | None) -> None:
         """Cancel a waiting, delayed or active job.
 
         The cancel flag goes up first, so a worker that picks the job up at this very moment stops
@@ -405,114 +309,28 @@ class JobService:
         partial outputs and publishes the `cancelled` event.
         """
         job = self.fetch(job_id, user_id)
-        owner = job.meta.get("userId")
+        owner = jobrecord.owner_of(job)
         with self.conn.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(job.key)
                     status = self._current_status(job)
                     if status not in Status.UNFINISHED:
-                        raise APIError(409, ErrorCode.JOB_NOT_CANCELLABLE,
-                                       f"Only waiting, delayed or active jobs can be cancelled; this one is {status}")
+                        raise JobNotCancellable(
+                            f"Only waiting, delayed or active jobs can be cancelled; this one is {status}")
                     self.conn.set(keys.job_cancel(job_id), "1", ex=self.settings.job_ttl)
                     if status == Status.ACTIVE:
                         pipe.reset()
                         break
                     pipe.multi()
                     job.cancel(pipeline=pipe)
-                    events.publish(self.conn, job_id, owner,
-                                   {"type": EventType.CANCELLED, "message": "Job cancelled"},
-                                   ttl=self.settings.job_ttl, pipeline=pipe)
+                    jobrecord.publish(self.conn, job_id, owner, jobrecord.Cancelled(),
+                                      ttl=self.settings.job_ttl, pipeline=pipe)
                     pipe.execute()
-                    return _cancelled(job_id)
+                    return
                 except redis.WatchError:
                     continue
         try:
             send_stop_job_command(self.conn, job_id, serializer=JSONSerializer)
         except InvalidJobOperation:
             pass   # between two steps of its worker: the flag stops it at the next report
-        return _cancelled(job_id)
-
-    # -- queue administration -------------------------------------------------------
-    def stats(self) -> dict:
-        """Counts per state (SPEC §6), plus cancelled and whether workers are paused."""
-        name = self.queue.name
-        failed, cancelled_stopped = self._split_failed()
-        counts = {
-            Status.WAITING: self.queue.count,
-            Status.ACTIVE: StartedJobRegistry(name, connection=self.conn).count,
-            Status.COMPLETED: FinishedJobRegistry(name, connection=self.conn).count,
-            Status.FAILED: len(failed),
-            Status.DELAYED: ScheduledJobRegistry(name, connection=self.conn).count,
-            Status.CANCELLED: len(cancelled_stopped) + self.conn.zcard(CanceledJobRegistry(name, connection=self.conn).key),
-        }
-        return {**counts, "total": sum(counts.values()), "paused": self.paused(),
-                "timestamp": utcnow_iso()}
-
-    def _split_failed(self) -> tuple[list[str], list[str]]:
-        """The failed registry holds failed jobs and stopped (= cancelled while active) ones."""
-        ids = [i.decode() if isinstance(i, bytes) else i for i in
-               self.conn.zrange(FailedJobRegistry(self.queue.name, connection=self.conn).key, 0, -1)]
-        statuses = self._rq_statuses(ids)
-        stopped = [i for i, st in zip(ids, statuses) if st == JobStatus.STOPPED.value]
-        return [i for i, st in zip(ids, statuses) if st != JobStatus.STOPPED.value], stopped
-
-    def clean(self, *, status: str, grace_ms: int, limit: int) -> int:
-        """Remove up to `limit` jobs in `status` that finished more than `grace_ms` ago, with their
-        event streams, cancel flags and index entries. Images and generation records stay."""
-        if status not in CLEANABLE:
-            raise ValueError(f"status must be one of {', '.join(CLEANABLE)}")
-        cutoff = datetime.now(timezone.utc) - timedelta(milliseconds=grace_ms)
-        name = self.queue.name
-        if status == Status.COMPLETED:
-            candidates = self._registry_ids(FinishedJobRegistry(name, connection=self.conn))
-        elif status == Status.FAILED:
-            candidates = self._split_failed()[0]
-        else:
-            candidates = self._split_failed()[1] + self._registry_ids(CanceledJobRegistry(name, connection=self.conn))
-        removed = 0
-        for start in range(0, len(candidates), 200):
-            if removed >= limit:
-                break
-            batch = candidates[start:start + 200]
-            for job in Job.fetch_many(batch, connection=self.conn, serializer=JSONSerializer):
-                if removed >= limit:
-                    break
-                if job is None or self.status_of(job) != status:
-                    continue
-                ended = job.ended_at or job.created_at
-                if ended.tzinfo is None:
-                    ended = ended.replace(tzinfo=timezone.utc)
-                if ended > cutoff:
-                    continue
-                self._remove(job)
-                removed += 1
-        return removed
-
-    def _registry_ids(self, registry) -> list[str]:
-        # oldest first: registries are scored by expiry, which follows the end time
-        return [i.decode() if isinstance(i, bytes) else i for i in self.conn.zrange(registry.key, 0, -1)]
-
-    def _remove(self, job: Job) -> None:
-        user_id = job.meta.get("userId")
-        with self.conn.pipeline() as pipe:
-            job.delete(pipeline=pipe, remove_from_queue=True)
-            pipe.delete(keys.job_events(job.id), keys.job_cancel(job.id))
-            if user_id:
-                pipe.zrem(keys.user_jobs(user_id), job.id)
-                pipe.srem(keys.user_active_jobs(user_id), job.id)
-            pipe.execute()
-
-    def pause(self) -> None:
-        """Workers finish what they run and take nothing new (RQ's suspension, all workers)."""
-        suspend(self.conn)
-
-    def resume(self) -> None:
-        resume(self.conn)
-
-    def paused(self) -> bool:
-        return bool(is_suspended(self.conn))
-
-
-def _cancelled(job_id: str) -> dict:
-    return {"jobId": job_id, "status": "cancelled", "message": "Job cancelled successfully"}

@@ -5,8 +5,7 @@ from them."""
 from __future__ import annotations
 
 from snapasset.errors import ErrorCode
-from snapasset.events import EventType
-from snapasset.jobs import Status
+from snapasset.jobrecord import EventType, Stage, Status
 from snapasset.platforms import PLATFORMS
 from snapasset.schema import FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES
 
@@ -15,7 +14,6 @@ __all__ = ["build_document", "OPENAPI_VERSION"]
 OPENAPI_VERSION = "3.1.0"
 
 ACCEPTED_QUALITIES = (*QUALITIES, *QUALITY_ALIASES)
-CLEANABLE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 JOB_FAILURE_CODES = (
     ErrorCode.CONTENT_POLICY_VIOLATION, ErrorCode.PROVIDER_ERROR, ErrorCode.PROVIDER_RATE_LIMITED,
     ErrorCode.INVALID_IMAGE, ErrorCode.STORAGE_ERROR, ErrorCode.TIMEOUT, ErrorCode.WORKER_LOST,
@@ -202,7 +200,7 @@ def _schemas() -> dict:
             "type": "object", "additionalProperties": False,
             "properties": {"grace": {"type": "integer", "minimum": 0, "default": 86400000,
                                      "description": "Milliseconds since the job finished."},
-                           "status": {"type": "string", "enum": list(CLEANABLE), "default": Status.COMPLETED},
+                           "status": {"type": "string", "enum": list(Status.CLEANABLE), "default": Status.COMPLETED},
                            "limit": {"type": "integer", "minimum": 1, "default": 1000}},
         },
         "CleanResult": {
@@ -228,13 +226,11 @@ def _schemas() -> dict:
             "description": "The JSON `data:` of one unnamed SSE message; `type` says what it is.",
             "type": "object", "required": ["type", "jobId"],
             "properties": {
-                "type": {"type": "string", "enum": [EventType.CONNECTED, EventType.PROGRESS, EventType.IMAGE,
-                                                    EventType.FAILED, EventType.CANCELLED, EventType.DONE]},
+                "type": {"type": "string", "enum": list(EventType.ALL)},
                 "jobId": {"type": "string"},
                 "status": _ref("Status"),
                 "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-                "stage": {"type": "string",
-                          "enum": ["starting", "generating", "downloading", "saving", "processing"]},
+                "stage": {"type": "string", "enum": list(Stage.ALL)},
                 "message": {"type": "string"},
                 "preview": {"type": "string", "description": "A small data: URL of a partial image."},
                 "image": _ref("Image"),

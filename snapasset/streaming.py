@@ -27,14 +27,13 @@ from typing import NamedTuple
 
 import redis
 
-from snapasset import keys
+from snapasset import jobrecord, keys
 
 __all__ = ["Entry", "StreamHub", "Subscription", "parse_id", "is_stream_id", "HUB_CLIENT_NAME"]
 
 log = logging.getLogger(__name__)
 
 HUB_CLIENT_NAME = "snapasset-sse"          # CLIENT LIST shows the hub's connections by this name
-EVENT_FIELD = "data"                        # the field snapasset.events.publish writes
 READ_BATCH = 1000                           # entries per stream per XREAD
 WAKEUP_MAXLEN = 16
 WAKEUP_TTL = 3600
@@ -63,10 +62,9 @@ def _decode_entries(entries) -> list[Entry]:
     out = []
     for entry_id, fields in entries:
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        raw = fields.get(EVENT_FIELD.encode(), fields.get(EVENT_FIELD))
+        raw = jobrecord.entry_payload(fields)
         if raw is None:
             continue
-        raw = raw.decode() if isinstance(raw, bytes) else raw
         try:
             event = json.loads(raw)
         except ValueError:

@@ -3,6 +3,7 @@ temporary folder, the Flask app and client, tokens, and workers that run the rea
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,13 +16,13 @@ import pytest
 import redis as redis_lib
 from rq import SimpleWorker
 
-from snapasset import create_app
+from snapasset import create_app, jobrecord, keys
 from snapasset.api.sse import close_stream_state
 from snapasset.auth import mint_access_token
 from snapasset.config import Env, Settings
 from snapasset.connections import RedisHandle, start_embedded_redis
 from snapasset.processes import stop_processes
-from workers.worker import TerminalEventsMixin, build_worker
+from workers.terminal_events import TerminalEventsMixin, build_worker
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +145,15 @@ def worker_process(settings, tmp_path):
     for proc, log in started:
         stop_process(proc)
         log.close()
+
+
+def job_history(conn, job_id: str) -> list[tuple[str, dict]]:
+    """The job's published events, oldest first, as (stream id, event)."""
+    history = []
+    for entry_id, fields in conn.xrange(keys.job_events(job_id)):
+        raw = jobrecord.entry_payload(fields)
+        history.append((entry_id.decode() if isinstance(entry_id, bytes) else entry_id, json.loads(raw)))
+    return history
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):

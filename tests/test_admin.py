@@ -9,12 +9,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from snapasset import events, keys
+from snapasset import keys
 from snapasset.cli import cli, parse_duration_ms
-from tests.conftest import InProcessWorker, settings_env, wait_for
+from tests.conftest import job_history, InProcessWorker, settings_env, wait_for
 from tests.fake_providers import Refusing
 from workers.bootstrap import bootstrap
-from workers.worker import build_worker
+from workers.terminal_events import build_worker
 
 JOB = {"prompt": "A beautiful sunset over mountains", "platforms": ["facebook-cover"]}
 ADMIN_ROUTES = [("get", "/api/queue/stats"), ("post", "/api/queue/clean"), ("post", "/api/queue/pause"),
@@ -98,7 +98,7 @@ def test_clean_removes_exactly_the_old_jobs_of_that_state(client, auth, admin, m
         assert r.json["removed"] == 1, status
         (job_id,) = mixed_jobs[status]
         assert client.get(f"/api/jobs/{job_id}", headers=auth).status_code == 404
-        assert not events.read_job_events(redis_handle.client, job_id)
+        assert not job_history(redis_handle.client, job_id)
     stats = client.get("/api/queue/stats", headers=admin).json
     assert stats["total"] == stats["waiting"] == 1
     assert client.get(f"/api/jobs/{mixed_jobs['waiting'][0]}", headers=auth).status_code == 200

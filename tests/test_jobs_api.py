@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from snapasset import events, keys
+from snapasset import keys
 from snapasset.jobs import open_queue
-from tests.conftest import InProcessWorker, wait_for
+from tests.conftest import job_history, InProcessWorker, wait_for
 from tests.fake_providers import FailingFirstAttempt
 from workers.bootstrap import bootstrap
-from workers.worker import build_worker
+from workers.terminal_events import build_worker
 
 JOB = {"prompt": "A beautiful sunset over mountains", "platforms": ["facebook-cover"]}
 EVERY_PLATFORM = ["instagram-post", "instagram-portrait", "instagram-story", "twitter-post", "twitter-header",
@@ -38,7 +38,7 @@ def run_at_once(n, call):
 
 
 def event_types(redis_handle, job_id):
-    return [event["type"] for _, event in events.read_job_events(redis_handle.client, job_id)]
+    return [event["type"] for _, event in job_history(redis_handle.client, job_id)]
 
 
 # -- Idempotency-Key ------------------------------------------------------------------------------

@@ -92,13 +92,13 @@ def test_probes_and_media_are_not_limited(make_app):
 
 def test_event_stream_reconnects_are_not_limited(make_app, make_token, redis_handle):
     """EventSource reconnects on its own and gives up on a 429: streams do not spend the budget."""
-    from snapasset import events
+    from snapasset import jobrecord
     client = make_app(rate_limit="2 per minute").test_client()
     user = str(uuid.uuid4())
     headers = {"Authorization": f"Bearer {make_token(user)}"}
     created = client.post("/api/jobs", json=JOB, headers=headers)
     job_id = created.json["jobId"]
-    events.publish(redis_handle.client, job_id, user, {"type": "cancelled"}, ttl=60)
+    jobrecord.publish(redis_handle.client, job_id, user, jobrecord.Cancelled(), ttl=60)
     for _ in range(4):   # each reads the history, up to the terminal event, and ends
         r = client.get(f"/api/sse/jobs/{job_id}", headers=headers)
         assert r.status_code == 200 and b'"type":"cancelled"' in r.data

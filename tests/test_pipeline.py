@@ -7,9 +7,8 @@ import time
 import pytest
 from PIL import Image
 
-from snapasset import events
 from snapasset.platforms import PLATFORMS
-from tests.conftest import wait_for
+from tests.conftest import job_history, wait_for
 
 PROMPT = "A lighthouse on a rocky coast at sunset"
 STAGE_ORDER = ["starting", "generating", "downloading", "saving", "processing"]
@@ -76,7 +75,7 @@ def test_job_runs_end_to_end(client, auth, settings, worker_process, fmt):
 
     # the event history: monotonic progress through every stage, in order, then done
     conn = client.application.extensions["snapasset"].redis.client
-    history = wait_for(lambda: (h := [e for _, e in events.read_job_events(conn, created["jobId"])])
+    history = wait_for(lambda: (h := [e for _, e in job_history(conn, created["jobId"])])
                        [-1]["type"] == "done" and h)
     progress = [e["progress"] for e in history if "progress" in e]
     assert progress == sorted(progress) and progress[-1] == 100
@@ -110,7 +109,7 @@ def test_failed_attempt_is_retried_after_a_delay(client, auth, settings, worker_
     assert job["status"] == "completed", job
     assert "delayed" in [status for status, _ in seen]
     assert job["attemptsMade"] == 2
-    history = wait_for(lambda: (h := [e for _, e in events.read_job_events(redis_handle.client, created["jobId"])])
+    history = wait_for(lambda: (h := [e for _, e in job_history(redis_handle.client, created["jobId"])])
                        [-1]["type"] == "done" and h)
     failed = [e for e in history if e["type"] == "failed"]
     assert len(failed) == 1 and failed[0]["willRetry"] is True
@@ -135,7 +134,7 @@ def test_content_policy_refusal_is_not_retried(client, auth, worker_process, red
     assert job["failedReason"] == job["error"]["message"]
     assert "delayed" not in [status for status, _ in seen]
     # the terminal event follows the stored outcome
-    last = wait_for(lambda: (e := events.read_job_events(redis_handle.client, created["jobId"])[-1][1])
+    last = wait_for(lambda: (e := job_history(redis_handle.client, created["jobId"])[-1][1])
                     ["type"] != "progress" and e)
     assert last["type"] == "failed" and last["willRetry"] is False
     assert last["error"]["code"] == "CONTENT_POLICY_VIOLATION"

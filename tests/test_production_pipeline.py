@@ -19,12 +19,12 @@ import requests
 from PIL import Image
 from standardwebhooks import Webhook
 
-from snapasset import create_app, events
+from snapasset import create_app
 from snapasset.config import Env, Settings
 from snapasset.jobs import open_webhook_queue
 from snapasset.platforms import PLATFORMS
 from snapasset.records.sqlite import SqliteRecords
-from tests.conftest import ROOT, TEST_JWT_SECRET, settings_env, stop_process, wait_for
+from tests.conftest import job_history, ROOT, TEST_JWT_SECRET, settings_env, stop_process, wait_for
 from tests.stubs.openai_images import (
     DEFAULT_USAGE, OpenAIImagesStub, garbage, moderation_blocked, rate_limited, server_error, slow, stream,
 )
@@ -174,7 +174,7 @@ def finish(client, auth, job_id: str, timeout: float = 40) -> tuple[dict, list[s
     conn = client.application.extensions["snapasset"].redis.client
 
     def ended():
-        history = [event for _, event in events.read_job_events(conn, job_id)]
+        history = [event for _, event in job_history(conn, job_id)]
         last = history[-1] if history else {}
         final = last.get("type") in ("done", "cancelled") or (last.get("type") == "failed"
                                                                 and last["willRetry"] is False)
@@ -425,7 +425,7 @@ def test_a_failing_receiver_is_retried_and_never_changes_the_job(client, auth, m
     after = client.get(f"/api/jobs/{job_id}", headers=auth).json
     assert after["status"] == "completed" and after["attemptsMade"] == 1 and "error" not in after
     conn = client.application.extensions["snapasset"].redis.client
-    assert [e for _, e in events.read_job_events(conn, job_id)] == history   # no event about the webhook
+    assert [e for _, e in job_history(conn, job_id)] == history   # no event about the webhook
 
 
 def test_a_private_webhook_target_is_never_called_by_default(strict_client, auth, strict_settings, strict_worker,

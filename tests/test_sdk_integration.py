@@ -23,10 +23,9 @@ from PIL import Image as PILImage
 
 import snapasset_sdk.client
 from snapasset.auth import mint_access_token
-from snapasset.events import read_job_events
 from snapasset.platforms import PLATFORMS
 from snapasset_sdk import AuthError, NotFoundError, SnapAssetClient, ValidationError
-from tests.conftest import ROOT
+from tests.conftest import job_history, ROOT
 
 PROMPT = "A lighthouse on a cliff at dawn, waves below"
 PICKED = ["instagram-post", "twitter-post"]
@@ -52,7 +51,7 @@ def assert_history(events, redis, job_id: str) -> None:
     ids = [event.id for event in rest]
     assert len(set(ids)) == len(ids), "an event was repeated"
     assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))), "ids not increasing"
-    stored = read_job_events(redis, job_id)
+    stored = job_history(redis, job_id)
     assert [(event.id, event.type, event.progress) for event in rest] == \
         [(entry_id, event["type"], event.get("progress")) for entry_id, event in stored]
     assert rest[-1].type == "done"

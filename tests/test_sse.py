@@ -17,12 +17,12 @@ import uuid
 import pytest
 import redis as redis_lib
 
-from snapasset import events, keys
+from snapasset import jobrecord, keys
 from snapasset.api.sse import close_stream_state
 from snapasset.cli import web_command
 from snapasset.processes import stop_processes
 from snapasset.streaming import HUB_CLIENT_NAME, StreamHub
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.conftest import job_history, ROOT, settings_env, wait_for
 
 PROMPT = "A beautiful sunset over mountains"
 HEARTBEAT = 0.3
@@ -91,7 +91,7 @@ def decoded(message: dict) -> dict:
 
 
 def stream_events(redis_client, job_id: str) -> list[tuple[str, dict]]:
-    return events.read_job_events(redis_client, job_id)
+    return job_history(redis_client, job_id)
 
 
 # -- in-process streaming through the Flask test client ---------------------------------------
@@ -532,8 +532,8 @@ def test_many_streams_share_a_bounded_number_of_redis_connections(web_server, cl
         hub = _hub_connections(redis_handle.client)
         assert 1 <= hub <= 9, hub             # the reader plus at most the pool, not one per client
         for index, item in enumerate(created):
-            events.publish(redis_handle.client, item["jobId"], "whoever", {"type": "progress", "progress": 5},
-                           ttl=60)
+            jobrecord.publish(redis_handle.client, item["jobId"], "whoever", jobrecord.Progress(progress=5),
+                              ttl=60)
         for stream in streams:
             assert json.loads(next(stream.messages())["data"])["progress"] == 5
         assert _hub_connections(redis_handle.client) == hub

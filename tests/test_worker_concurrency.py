@@ -21,10 +21,9 @@ from rq.suspension import resume, suspend
 
 from snapasset import keys
 from snapasset.config import Env
-from snapasset.events import read_job_events
 from snapasset.jobs import JobService
 from snapasset.schema import JobRequest
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.conftest import job_history, ROOT, settings_env, wait_for
 from workers.pipeline import generation_id_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,7 +34,7 @@ PLATFORMS = ("instagram-post",)
 def enqueue(settings, conn, count: int, *, platforms=PLATFORMS) -> list[str]:
     service = JobService(conn, settings)   # a user per job: the per-user limit of unfinished jobs is not tested here
     return [service.create(str(uuid.uuid4()), JobRequest(prompt=f"A lighthouse on a cliff at dusk, take {i}",
-                                            platforms=tuple(platforms))).job["jobId"]
+                                            platforms=tuple(platforms))).job_id
             for i in range(count)]
 
 
@@ -52,7 +51,7 @@ def all_in(conn, job_ids, *wanted: JobStatus) -> bool:
 
 
 def event_types(conn, job_id: str) -> list[str]:
-    return [event["type"] for _, event in read_job_events(conn, job_id)]
+    return [event["type"] for _, event in job_history(conn, job_id)]
 
 
 def worker_env(**env) -> dict:
@@ -75,7 +74,7 @@ def tuned_worker(settings, tmp_path):
     started = []
 
     def start(options: dict, extra_env: dict | None = None) -> subprocess.Popen:
-        code = ("from snapasset.config import Settings; from workers.main import run; "
+        code = ("from snapasset.config import Settings; from workers.concurrent import run_concurrent_worker as run; "
                 f"run(Settings.from_env(), **{options!r})")
         log = open(tmp_path / f"tuned-worker-{len(started)}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-c", code], env={**settings_env(settings), **(extra_env or {})},
@@ -215,7 +214,7 @@ def test_jobs_of_a_killed_worker_are_recovered(settings, conn, tuned_worker, wor
     for job_id in job_ids:
         job = fetch(conn, job_id)
         assert job.meta["attempt"] == 2
-        lost = [event for _, event in read_job_events(conn, job_id) if event["type"] == "failed"]
+        lost = [event for _, event in job_history(conn, job_id) if event["type"] == "failed"]
         assert lost and lost[0]["error"]["code"] == "WORKER_LOST" and lost[0]["willRetry"]
 
 
@@ -239,7 +238,7 @@ def test_every_job_is_taken_through_its_intermediate_queue(settings, conn, worke
     worker that dies before starting it would be lost; ours moves it into the queue's
     intermediate queue first, where RQ's cleanup finds it, and takes it out once it starts."""
     from workers.concurrent import ConcurrentWorker
-    from workers.worker import build_worker
+    from workers.terminal_events import build_worker
     from workers.webhooks import enqueue_webhook
     from snapasset.jobs import open_queue, open_webhook_queue
 

@@ -42,25 +42,24 @@ from rq.queue import Queue
 from rq.registry import clean_registries
 from rq.suspension import is_suspended
 from rq.utils import as_text, now
-from rq.worker import BaseWorker, DequeueStrategy, WorkerStatus
+from rq.worker import DequeueStrategy, WorkerStatus
 from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
+from snapasset import jobrecord
 from snapasset.config import Settings
-from snapasset.errors import ErrorCode
-from snapasset.events import EventType
 from snapasset.jobs import JOB_FUNCTION
+from snapasset.rqcompat import CompatWorker, fetch_dequeued_job, heartbeat_all, mark_stopped, requeue_at_front
 from workers.bootstrap import WorkerContext, bootstrap
 from workers.control import (Checkpointed, ControlDeathPenalty, InterruptibleProvider, JobControl, Reason,
                              bind_control)
 from workers.rendering import RenderPool, render_processes
-from workers.worker import TerminalEventsMixin, build_worker
+from workers.terminal_events import TerminalEventsMixin, build_worker
 
 __all__ = ["ConcurrentWorker", "make_concurrent", "run_concurrent_worker"]
 
 log = logging.getLogger(__name__)
 
 REQUEUED_LOG = "The worker shut down during this attempt; the job was queued again"
-LOST_MESSAGE = "The worker running this job stopped unexpectedly"
 
 
 @dataclass
@@ -74,7 +73,7 @@ class Running:
     started: float = field(default_factory=time.monotonic)
 
 
-class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
+class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
     """An RQ worker that runs up to `concurrency` jobs at once, each in its own thread."""
 
     death_penalty_class = ControlDeathPenalty
@@ -84,7 +83,6 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
                  maintenance_interval: int = 60, **kwargs):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        self._local = threading.local()   # before BaseWorker sets _stopped_job_id
         super().__init__(queues, maintenance_interval=maintenance_interval, **kwargs)
         self.concurrency = concurrency
         self.shutdown_grace = shutdown_grace
@@ -99,16 +97,6 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
         self._beats_stop = threading.Event()
         self._connection_wait = 1.0
 
-    # RQ marks a job STOPPED when `_stopped_job_id` names it while its failure is handled. With
-    # many jobs in flight that must be per job: it lives in the thread handling the job.
-    @property
-    def _stopped_job_id(self) -> str | None:
-        return getattr(self._local, "stopped_job_id", None)
-
-    @_stopped_job_id.setter
-    def _stopped_job_id(self, job_id: str | None) -> None:
-        self._local.stopped_job_id = job_id
-
     @property
     def running_job_ids(self) -> list[str]:
         with self._changed:
@@ -120,10 +108,8 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
              max_jobs: int | None = None, with_scheduler: bool = False,
              dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT) -> bool:
         self.bootstrap(logging_level, date_format, log_format)
-        self._dequeue_strategy = dequeue_strategy
-        if with_scheduler:
-            self._start_scheduler(burst, logging_level, date_format, log_format)
-        self._install_signal_handlers()
+        self.start_loop(burst, logging_level, date_format, log_format, with_scheduler=with_scheduler,
+                        dequeue_strategy=dequeue_strategy)
         beats = threading.Thread(target=self._heartbeats, name="rq-heartbeats", daemon=True)
         beats.start()
         self.log.info("Worker %s: up to %d jobs at once", self.name, self.concurrency)
@@ -133,7 +119,7 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
                 self.check_for_suspension(burst)
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()
-                if self._stop_requested:
+                if self.stop_requested:
                     self.log.info("Worker %s: stopping on request", self.name)
                     break
                 if not self._slots.acquire(timeout=1):
@@ -201,19 +187,17 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
         """
         if self.get_redis_server_version() < (6, 2, 0):   # no LMOVE before Redis 6.2
             return self.queue_class.dequeue_any(
-                self._ordered_queues, timeout, connection=self.connection, job_class=self.job_class,
+                self.ordered_queues, timeout, connection=self.connection, job_class=self.job_class,
                 serializer=self.serializer, death_penalty_class=self.death_penalty_class)
         while True:
             popped = next(filter(None, (self.queue_class.lmove(self.connection, queue.key, None)
-                                        for queue in self._ordered_queues)), None)
+                                        for queue in self.ordered_queues)), None)
             if popped is None:
                 if timeout is None:
                     return None
-                popped = self.queue_class.lmove(self.connection, self._ordered_queues[0].key, timeout)
+                popped = self.queue_class.lmove(self.connection, self.ordered_queues[0].key, timeout)
             queue_key, job_id = (as_text(part) for part in popped)
-            found = self.queue_class._fetch_dequeued_job(
-                self.connection, queue_key, job_id, job_class=self.job_class, serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class)
+            found = fetch_dequeued_job(self, queue_key, job_id)
             if found is not None:   # None: the job was deleted while queued; take the next one
                 return found
 
@@ -274,25 +258,9 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
     def _beat(self) -> None:
         """The worker's, every execution's and every job's heartbeat, in one round trip: this is
         what keeps RQ from treating the jobs as abandoned."""
-        with self._changed:
-            running = [r for r in self._running.values() if not r.abandoned]
-        with self.connection.pipeline() as pipe:
-            self.heartbeat(pipeline=pipe)
-            checks = []
-            for r in running:
-                job = r.job
-                working = time.monotonic() - r.started
-                ttl = self.get_heartbeat_ttl(job, working)
-                checks.append((len(pipe), r.execution.key))
-                r.execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
-                checks.append((len(pipe), job.key))
-                job.heartbeat(now(), ttl, pipeline=pipe)
-            results = pipe.execute()
-            # a job that ended between the snapshot and the pipeline: its keys were deleted and
-            # the heartbeat just re-created them with one field; delete them again (rq#1450)
-            stale = [key for index, key in checks if results[index] == 1]
-            if stale:
-                self.connection.delete(*stale)
+        running = [(r.job, r.execution, self.get_heartbeat_ttl(r.job, time.monotonic() - r.started))
+                   for r in self._snapshot()]
+        heartbeat_all(self, running)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         interval = self.job_monitoring_interval
@@ -315,7 +283,7 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
                 self._requeue(job, queue, execution)
                 return
             if running.control.reason == Reason.STOPPED:
-                self._stopped_job_id = job.id
+                mark_stopped(self, job.id)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, execution=execution)
 
@@ -325,16 +293,11 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
 
     def _requeue(self, job: Job, queue: Queue, execution: Execution | None) -> None:
         """Put an interrupted job back at the front of its queue: not a failure, not an attempt."""
-        meta = job.meta
-        meta.pop("error", None)
-        if "attempt" in meta:
-            meta["attempt"] = max(0, meta["attempt"] - 1)
-        if "logs" in meta:
-            meta["logs"] = meta["logs"] + [REQUEUED_LOG]
+        jobrecord.undo_attempt(job, REQUEUED_LOG)
         job.started_at = job.ended_at = None
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            requeue_at_front(queue, job, pipe)
             pipe.execute()
         self.log.info("Worker %s: job %s interrupted by shutdown, queued again", self.name, job.id)
 
@@ -368,11 +331,11 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
         return False
 
     # -- shutdown -----------------------------------------------------------------------------
-    def _shutdown(self):
+    def begin_shutdown(self):
         """First SIGTERM/SIGINT (from RQ's request_stop): take no more jobs, let the running ones
         finish within the grace period. Never raises in the signal handler: a dequeue cut off
         mid-reply could strand a job in RQ's intermediate queue."""
-        self._stop_requested = True
+        self.stop_requested = True
         self._shutdown_started = time.monotonic()
         self.log.info("Worker %s: shutting down; %d job(s) in flight get %.0f s to finish",
                       self.name, len(self._running), self.shutdown_grace)
@@ -385,8 +348,7 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
 
     def request_force_stop(self, signum, frame):
         """A second signal: interrupt the running jobs now (they still go back to the queue)."""
-        if self._shutdown_requested_date and \
-                (now() - self._shutdown_requested_date) < timedelta(seconds=1):
+        if self.shutdown_requested_at and (now() - self.shutdown_requested_at) < timedelta(seconds=1):
             return   # the same signal delivered twice (a pool and the OS both sending it)
         self.log.warning("Worker %s: cold shutdown, interrupting %d job(s)", self.name, len(self._running))
         self._cold = True
@@ -396,11 +358,11 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
         any whose thread does not come back (stuck in a call that cannot be interrupted)."""
         if not self.running_job_ids:
             return
-        graceful = self._stop_requested
+        graceful = self.stop_requested
         grace_end = (self._shutdown_started or time.monotonic()) + self.shutdown_grace
         while self.running_job_ids and not self._cold and (not graceful or time.monotonic() < grace_end):
             self._wait_for_change(0.2)
-            graceful = graceful or self._stop_requested
+            graceful = graceful or self.stop_requested
         leftover = self._snapshot()
         if not leftover:
             return
@@ -430,7 +392,7 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
             if queue.acquire_maintenance_lock():
                 self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
                 abandoned = self._abandoned_jobs(queue)
-                clean_registries(queue, self._exc_handlers)
+                clean_registries(queue, self.exception_handlers)
                 worker_registration.clean_worker_registry(queue)
                 queue.intermediate_queue.cleanup(self, queue)
                 queue.release_maintenance_lock()
@@ -453,12 +415,10 @@ class ConcurrentWorker(TerminalEventsMixin, BaseWorker):
             if status == JobStatus.STARTED:
                 return
             will_retry = status in (JobStatus.SCHEDULED, JobStatus.QUEUED)
-            error = {"code": ErrorCode.WORKER_LOST, "message": LOST_MESSAGE}
-            job.meta["error"] = error
-            job.meta["logs"] = job.meta.get("logs", []) + [f"Failed: {LOST_MESSAGE}"]
-            job.save_meta()
-            self._publish(job, {"type": EventType.FAILED, "error": error, "willRetry": will_retry,
-                                "attemptsMade": job.meta.get("attempt", 1)})
+            error = jobrecord.record_lost(job)
+            jobrecord.save_state(job)
+            self._publish(job, jobrecord.Failed(error=error, willRetry=will_retry,
+                                                attemptsMade=jobrecord.state_of(job).get("attempt", 1)))
         except Exception:
             self.log.exception("Worker %s: could not report lost job %s", self.name, job.id)
 

@@ -1,7 +1,8 @@
 """The generation job (SPEC §7): prompt → model → one rendered image per platform → storage → records.
 
-Progress, stage and log lines live in the RQ job's meta (what GET /api/jobs/:id shows) and
-every step is published as an event on the job's stream (what SSE clients see).
+Progress, stage and log lines live in the job's stored state (what GET /api/jobs/:id shows) and
+every step is published as an event on the job's stream (what SSE clients see); both through
+snapasset.jobrecord.
 """
 
 from __future__ import annotations
@@ -9,35 +10,24 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from datetime import datetime, timezone
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from snapasset import events, imaging, keys
+from snapasset import imaging, jobrecord, keys
+from snapasset.jobrecord import Stage
 from snapasset.errors import ErrorCode, JobCancelled, JobFailure
-from snapasset.events import EventType
-from snapasset.jobs import iso
 from snapasset.platforms import Platform, get_platform
 from snapasset.providers import GenerationRequest
 from snapasset.records import GenerationRecord, ImageRecord
 from snapasset.storage import object_key
 from workers.bootstrap import WorkerContext, current_context
 
-__all__ = ["run_generation", "Generation", "Stage", "generation_id_for", "discard_outputs"]
+__all__ = ["run_generation", "Generation", "generation_id_for", "discard_outputs"]
 
 log = logging.getLogger(__name__)
 
 GENERATION_NAMESPACE = uuid.UUID("6f1c1d1e-5a5e-4c8b-9a57-1e2a7d0c5a11")
-MAX_LOG_LINES = 200
-
-
-class Stage:
-    STARTING = "starting"
-    GENERATING = "generating"
-    DOWNLOADING = "downloading"
-    SAVING = "saving"
-    PROCESSING = "processing"
 
 
 def generation_id_for(job_id: str) -> str:
@@ -83,25 +73,19 @@ class Generation:
     def report(self, progress: int, stage: str, message: str | None = None, **extra) -> None:
         """Record and publish progress; raises JobCancelled when the owner cancelled the job."""
         self._advance(progress)
-        meta = self.job.meta
-        meta["progress"], meta["stage"] = self._progress, stage
-        if message:
-            meta["logs"] = (meta.get("logs", []) + [message])[-MAX_LOG_LINES:]
-        event = {"type": EventType.PROGRESS, "progress": self._progress, "stage": stage}
-        if message:
-            event["message"] = message
-        event.update(extra)
-        self._write(event)
+        jobrecord.record_progress(self.job, self._progress, stage, message)
+        self._write(jobrecord.Progress(progress=self._progress, stage=stage, message=message or None, **extra))
 
     def _advance(self, progress: float) -> int:
         self._progress = max(self._progress, round(progress))   # never backwards within an attempt
         return self._progress
 
-    def _write(self, event: dict) -> None:
+    def _write(self, event: jobrecord.Event) -> None:
+        """Store the state and publish the event together, then check the cancel flag."""
         conn = self.ctx.redis.client
         with conn.pipeline(transaction=True) as pipe:
-            pipe.hset(self.job.key, "meta", self.job.serializer.dumps(self.job.meta))
-            events.publish(conn, self.job.id, self.user_id, event, ttl=self.ctx.settings.job_ttl, pipeline=pipe)
+            jobrecord.save_state(self.job, pipe)
+            jobrecord.publish(conn, self.job.id, self.user_id, event, ttl=self.ctx.settings.job_ttl, pipeline=pipe)
             pipe.exists(keys.job_cancel(self.job.id))
             cancelled = pipe.execute()[-1]
         if cancelled:
@@ -109,16 +93,11 @@ class Generation:
 
     # -- the job -----------------------------------------------------------------
     def run(self) -> dict:
-        meta = self.job.meta
-        meta["attempt"] = meta.get("attempt", 0) + 1
-        meta["processedAt"] = iso(datetime.now(timezone.utc))   # same form as createdAt/finishedAt
-        meta.pop("error", None)
-        if meta["attempt"] > 1:
-            meta["logs"] = meta.get("logs", []) + [f"Attempt {meta['attempt']} of {self._max_attempts()}"]
+        jobrecord.start_attempt(self.job, self._max_attempts())
         try:
             return self._run()
         except JobCancelled:
-            meta["cancelled"] = True
+            jobrecord.mark_cancelled(self.job)
             self._discard()
             raise
         except JobFailure as failure:
@@ -173,8 +152,8 @@ class Generation:
                      "width": rendered.width, "height": rendered.height, "size": rendered.size,
                      "format": rendered.format, "blurhash": rendered.blurhash}
             images.append(image)
-            self.job.meta["progress"] = self._advance(50 + (index + 1) * share)
-            self._write({"type": EventType.IMAGE, "progress": self._progress, "image": image})
+            jobrecord.record_progress(self.job, self._advance(50 + (index + 1) * share))
+            self._write(jobrecord.Image(progress=self._progress, image=image))
 
         record.status = "completed"
         self.ctx.records.save_generation(record)
@@ -196,13 +175,12 @@ class Generation:
             self._discard()
         except Exception:   # never mask the real failure; the next attempt overwrites the same keys
             log.warning("job %s: could not remove the outputs of a failed attempt", self.job.id, exc_info=True)
-        self.job.meta["error"] = {"code": code, "message": message}
-        self.job.meta["logs"] = self.job.meta.get("logs", []) + [f"Failed: {message}"]
+        jobrecord.record_failure(self.job, code, message)
         if not retryable:
             self.job.retries_left = 0
         elif retry_after and self.job.retries_left:
             stretch_next_retry(self.job, retry_after)
-        self.job.save_meta()
+        jobrecord.save_state(self.job)
 
 
 def stretch_next_retry(job: Job, seconds: float) -> None:

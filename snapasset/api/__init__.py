@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snapasset.api import jobs, meta, queue, sse, site
+from snapasset.api import health, jobs, meta, metrics, pages, queue, sse
 
 __all__ = ["register_blueprints"]
 
@@ -12,4 +12,6 @@ def register_blueprints(app) -> None:
     app.register_blueprint(jobs.bp)
     app.register_blueprint(queue.bp)
     app.register_blueprint(sse.bp)
-    app.register_blueprint(site.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)

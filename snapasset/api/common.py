@@ -13,6 +13,7 @@ from snapasset.config import Settings
 from snapasset.connections import RedisHandle
 from snapasset.errors import APIError, ErrorCode
 from snapasset.jobs import JobService
+from snapasset.queueadmin import QueueAdmin
 
 __all__ = ["Services", "services", "principal", "require_user", "require_admin", "caller_identity",
            "json_body", "absolute_url", "absolutize_result", "EXTENSION", "API_KEY_HEADER"]
@@ -28,6 +29,7 @@ class Services:
     settings: Settings
     redis: RedisHandle
     jobs: JobService
+    queue_admin: QueueAdmin
     auth: Authenticator
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from snapasset.api import limits, presentation
 from snapasset.api.common import absolute_url, absolutize_result, job_owner, json_body, require_user, services
-from snapasset.jobs import Status
-from snapasset import limits
+from snapasset.jobrecord import Status
 from snapasset.schema import invalid, parse_job_request
 
 __all__ = ["bp"]
@@ -26,7 +26,8 @@ def create_job():
     svc = services()
     created = svc.jobs.create(user_id, request_body, idempotency_key=key,
                               quota=limits.current_limits().job_quota(user_id))
-    body = dict(created.job)
+    body = presentation.created_body(created, queued=svc.jobs.queued_count(),
+                                     concurrency=svc.settings.worker_concurrency)
     token = svc.auth.mint_stream_token(user_id, body["jobId"])
     body["statusUrl"] = absolute_url(body["statusUrl"])
     body["streamUrl"] = absolute_url(f"/api/sse/jobs/{body['jobId']}?token={token}")
@@ -39,7 +40,7 @@ def create_job():
 @bp.get("/<job_id>")
 def get_job(job_id: str):
     user_id = job_owner()
-    body = services().jobs.get(job_id, user_id)
+    body = presentation.describe(services().jobs.fetch(job_id, user_id))
     if "result" in body:
         body["result"] = absolutize_result(body["result"])
     return jsonify(body)
@@ -64,17 +65,20 @@ def list_jobs():
         details["cursor"] = "is not a cursor this API handed out"
     if details:
         raise invalid(details)
-    return jsonify(services().jobs.list(user_id, status=status, limit=limit, cursor=cursor))
+    jobs, next_cursor = services().jobs.list(user_id, status=status, limit=limit, cursor=cursor)
+    return jsonify(presentation.list_body(jobs, status=status, next_cursor=next_cursor))
 
 
 @bp.post("/<job_id>/retry")
 def retry_job(job_id: str):
     body = request.get_json(silent=True) if request.get_data(cache=True).strip() else None
     user_id = job_owner(body.get("userId") if isinstance(body, dict) else None)
-    return jsonify(services().jobs.retry(job_id, user_id))
+    services().jobs.retry(job_id, user_id)
+    return jsonify(presentation.retried_body(job_id))
 
 
 @bp.delete("/<job_id>/cancel")
 def cancel_job(job_id: str):
     user_id = job_owner()
-    return jsonify(services().jobs.cancel(job_id, user_id))
+    services().jobs.cancel(job_id, user_id)
+    return jsonify(presentation.cancelled_body(job_id))

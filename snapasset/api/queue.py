@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from snapasset.api.common import json_body, require_admin, services
 from snapasset.errors import utcnow_iso
-from snapasset.jobs import CLEANABLE
+from snapasset.jobrecord import Status
 from snapasset.schema import invalid
 
 __all__ = ["bp", "parse_clean_request", "CLEAN_LIMIT_MAX"]
@@ -25,7 +25,7 @@ def admins_only():
 
 @bp.get("/stats")
 def stats():
-    return jsonify(services().jobs.stats())
+    return jsonify(services().queue_admin.stats())
 
 
 def _whole(value) -> bool:
@@ -42,8 +42,8 @@ def parse_clean_request(body) -> tuple[int, str, int]:
     limit = body.get("limit", DEFAULT_CLEAN["limit"])
     if not _whole(grace) or grace < 0:
         details["grace"] = "must be a whole number of milliseconds, 0 or more"
-    if status not in CLEANABLE:
-        details["status"] = f"must be one of {', '.join(CLEANABLE)}"
+    if status not in Status.CLEANABLE:
+        details["status"] = f"must be one of {', '.join(Status.CLEANABLE)}"
     if not _whole(limit) or not 1 <= limit <= CLEAN_LIMIT_MAX:
         details["limit"] = f"must be a whole number from 1 to {CLEAN_LIMIT_MAX}"
     if details:
@@ -55,18 +55,18 @@ def parse_clean_request(body) -> tuple[int, str, int]:
 def clean():
     body = json_body() if request.get_data(cache=True).strip() else {}
     grace, status, limit = parse_clean_request(body)
-    removed = services().jobs.clean(status=status, grace_ms=grace, limit=limit)
+    removed = services().queue_admin.clean(status=status, grace_ms=grace, limit=limit)
     return jsonify({"removed": removed, "status": status, "grace": grace, "limit": limit,
                     "timestamp": utcnow_iso()})
 
 
 @bp.post("/pause")
 def pause():
-    services().jobs.pause()
+    services().queue_admin.pause()
     return jsonify({"paused": True, "timestamp": utcnow_iso()})
 
 
 @bp.post("/resume")
 def resume():
-    services().jobs.resume()
+    services().queue_admin.resume()
     return jsonify({"paused": False, "timestamp": utcnow_iso()})

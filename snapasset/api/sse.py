@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
-from rq.job import Job
 
-from snapasset import keys
+from snapasset import jobrecord, keys, rqcompat
+from snapasset.api import presentation
 from snapasset.api.common import absolutize_image, absolutize_result, job_owner, principal, require_user, services
-from snapasset.errors import APIError, ErrorCode
-from snapasset.events import EventType, is_terminal
-from snapasset.jobs import JobService, Status, api_status
+from snapasset.errors import APIError, ErrorCode, JobNotFound
+from snapasset.jobrecord import Status, api_status, is_terminal, status_of
+from snapasset.jobs import JobService
 from snapasset.streaming import Entry, StreamHub, is_stream_id
 
 __all__ = ["bp", "stream_state", "close_stream_state", "RETRY_MS", "MAX_HEARTBEAT"]
@@ -37,7 +37,6 @@ MAX_HEARTBEAT = 15.0       # SPEC §8: a comment at least every 15 s
 # ended (its worker died before publishing) gets one made from the stored job, so no client
 # waits forever.
 TERMINAL_GRACE = 10.0
-ENDED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RECENT_JOBS_ON_CONNECT = 20
 GONE = object()
@@ -87,12 +86,8 @@ def _dumps(event: dict) -> str:
 
 def _client_payload(entry: Entry) -> str:
     """The entry as clients see it: stored /media paths made absolute."""
-    event = entry.event
-    if event.get("type") == EventType.DONE and isinstance(event.get("result"), dict):
-        return _dumps({**event, "result": absolutize_result(event["result"])})
-    if event.get("type") == EventType.IMAGE and isinstance(event.get("image"), dict):
-        return _dumps({**event, "image": absolutize_image(event["image"])})
-    return entry.raw
+    changed = jobrecord.with_absolute_urls(entry.event, absolutize_result, absolutize_image)
+    return entry.raw if changed is None else _dumps(changed)
 
 
 def _heartbeat() -> float:
@@ -130,12 +125,13 @@ def job_stream(job_id: str):
     after = _resume_id()
     state = stream_state(current_app._get_current_object())
     job = state.jobs.fetch(job_id, owner)           # 404 for a missing job and another user's
-    status = state.jobs.status_of(job)
+    status = status_of(job)
     stream_key = keys.job_events(job_id)
-    if after is not None and status in ENDED and _already_ended(state.hub, stream_key, after, job):
+    if after is not None and status in Status.ENDED and _already_ended(state.hub, stream_key, after, job):
         return Response(status=204, headers=HEADERS)
-    connected = {"type": EventType.CONNECTED, "jobId": job_id, "status": status,
-                 "progress": job.meta.get("progress", 0), "stage": job.meta.get("stage")}
+    stored = jobrecord.state_of(job)
+    connected = jobrecord.Connected(status=status, progress=stored.get("progress", 0),
+                                    stage=stored.get("stage")).to_wire(job_id)
     heartbeat = _heartbeat()
     subscription = state.hub.subscribe(stream_key, after or "0-0")   # a Redis failure here is a JSON 503
 
@@ -194,10 +190,10 @@ def _check_stale(jobs: JobService, job_id: str, owner: str | None, ended_seen: f
 
     Returns (when we first saw it ended, a terminal event to send, GONE, or None)."""
     # Thousands of quiet streams tick: one HGET each, the whole job only once it has ended.
-    raw_status = jobs.conn.hget(Job.key_for(job_id), "status")
-    if raw_status is None:                 # cleaned away meanwhile: a reconnect gets its 404
+    stored = rqcompat.stored_status(jobs.conn, job_id)
+    if stored is None:                     # cleaned away meanwhile: a reconnect gets its 404
         return ended_seen, GONE
-    if api_status(raw_status.decode()) not in ENDED:
+    if api_status(stored) not in Status.ENDED:
         return None, None
     now = time.monotonic()
     if ended_seen is None:
@@ -206,17 +202,17 @@ def _check_stale(jobs: JobService, job_id: str, owner: str | None, ended_seen: f
         return ended_seen, None
     try:
         job = jobs.fetch(job_id, owner)
-    except APIError:
+    except JobNotFound:
         return ended_seen, GONE
-    status = jobs.status_of(job)
-    described = jobs.describe(job)
+    status = status_of(job)
+    described = presentation.describe(job)
     if status == Status.COMPLETED:
-        return ended_seen, {"type": EventType.DONE, "jobId": job_id, "progress": 100,
-                            "result": absolutize_result(described.get("result"))}
-    if status == Status.CANCELLED:
-        return ended_seen, {"type": EventType.CANCELLED, "jobId": job_id, "message": "Job cancelled"}
-    return ended_seen, {"type": EventType.FAILED, "jobId": job_id, "error": described.get("error"),
-                        "willRetry": False}
+        final = jobrecord.Done(result=absolutize_result(described.get("result")))
+    elif status == Status.CANCELLED:
+        final = jobrecord.Cancelled()
+    else:
+        final = jobrecord.Failed(error=described.get("error"), willRetry=False)
+    return ended_seen, final.to_wire(job_id)
 
 
 # -- GET /api/sse/jobs --------------------------------------------------------------------------
@@ -231,10 +227,10 @@ def user_stream():
         # A dashboard starts from now: `connected` lists the recent jobs' state, then live events.
         latest = state.hub.latest(stream_key)
         after = latest.id if latest else "0-0"
-    recent = state.jobs.list(owner, status=None, limit=RECENT_JOBS_ON_CONNECT, cursor=None)["jobs"]
-    connected = {"type": EventType.CONNECTED, "userId": owner,
-                 "jobs": [{"jobId": j["jobId"], "status": j["status"], "progress": j["progress"]}
-                          for j in recent]}
+    recent, _ = state.jobs.list(owner, status=None, limit=RECENT_JOBS_ON_CONNECT, cursor=None)
+    connected = jobrecord.UserConnected(
+        userId=owner, jobs=[{"jobId": job.id, "status": status_of(job),
+                             "progress": jobrecord.state_of(job).get("progress", 0)} for job in recent]).to_wire()
     heartbeat = _heartbeat()
 
     subscription = state.hub.subscribe(stream_key, after)

@@ -1,5 +1,5 @@
-"""The operator- and person-facing routes: the page, the OpenAPI document and its docs page,
-readiness and Prometheus metrics.
+"""Prometheus metrics: GET /metrics, the per-request counters behind it and the queue gauges
+read at each scrape.
 
 /metrics is unauthenticated by default, as Prometheus scrapers expect on a private network; it
 shows only aggregate counts (no user data, no job content). A deployment whose web port is public
@@ -12,115 +12,41 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from rq import Worker
-from rq.serializers import JSONSerializer
 
 from snapasset.api.common import EXTENSION as SERVICES, services
+from snapasset.api.health import live_workers
 from snapasset.auth import unauthorized
-from snapasset.errors import APIError, ErrorCode, utcnow_iso
-from snapasset.jobs import Status, open_queue
-from snapasset.openapi import build_document
-from snapasset.storage import Storage, build_storage
+from snapasset.jobrecord import Status
 
-__all__ = ["bp", "SiteState", "live_workers"]
+__all__ = ["bp", "MetricsState"]
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("site", __name__)
+bp = Blueprint("metrics", __name__)
 
-EXTENSION = "snapasset.site"
-# The page loads only its own scripts and styles; images may come from the storage's own host.
-PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; "
-            "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+EXTENSION = "snapasset.metrics"
 UNMATCHED = "<unmatched>"
 EVENT_STREAM = "text/event-stream"
 
 
 @dataclass
-class SiteState:
-    """Per-app state of this blueprint, kept in app.extensions[EXTENSION]."""
+class MetricsState:
+    """Per-app metrics, kept in app.extensions[EXTENSION]."""
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
     streams: Gauge
-    storage: Storage | None = field(default=None)
-
-    def get_storage(self, settings) -> Storage:
-        if self.storage is None:   # built on first use: no network at app creation
-            self.storage = build_storage(settings)
-        return self.storage
 
 
-def _state() -> SiteState:
+def _state() -> MetricsState:
     return current_app.extensions[EXTENSION]
 
 
-# -- the page and the docs ---------------------------------------------------------------------
-@bp.get("/")
-def page():
-    response = Response(render_template("index.html", development=not services().settings.production))
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    return response
-
-
-@bp.get("/api-docs")
-def api_docs():
-    response = Response(render_template("api-docs.html"))
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    return response
-
-
-@bp.get("/openapi.json")
-def openapi():
-    settings = services().settings
-    response = jsonify(build_document(server_url=settings.public_url or request.host_url.rstrip("/")))
-    response.headers["Cache-Control"] = "no-cache"
-    return response
-
-
-# -- readiness ---------------------------------------------------------------------------------
-def live_workers(conn, settings) -> int:
-    """Workers registered on our queue whose heartbeat key is still alive (a crashed worker's
-    registration outlives it; its key does not)."""
-    return len(Worker.all(queue=open_queue(conn, settings), serializer=JSONSerializer))
-
-
-@bp.get("/ready")
-def ready():
-    svc = services()
-    checks: dict[str, dict] = {}
-    try:
-        svc.redis.client.ping()
-        checks["redis"] = {"ok": True}
-    except Exception as exc:   # any failure to answer means not ready; say which
-        checks["redis"] = {"ok": False, "error": type(exc).__name__}
-    try:
-        _state().get_storage(svc.settings).check()
-        checks["storage"] = {"ok": True}
-    except Exception as exc:
-        log.warning("readiness: storage check failed: %s", exc)
-        checks["storage"] = {"ok": False, "error": type(exc).__name__}
-    if checks["redis"]["ok"]:
-        count = live_workers(svc.redis.client, svc.settings)
-        checks["workers"] = {"ok": count > 0, "count": count, "queue": svc.settings.queue_name}
-    else:
-        checks["workers"] = {"ok": False, "error": "redis unreachable"}
-    failed = [name for name, check in checks.items() if not check["ok"]]
-    if failed:
-        raise APIError(503, ErrorCode.SERVICE_UNAVAILABLE, f"Not ready: {', '.join(failed)} check failed",
-                       details={name: checks[name].get("error") or "no live worker" for name in failed},
-                       headers={"Retry-After": "5", "Cache-Control": "no-store"}, extra={"checks": checks})
-    response = jsonify({"status": "ready", "checks": checks, "timestamp": utcnow_iso()})
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-# -- metrics -----------------------------------------------------------------------------------
 class QueueCollector:
     """Reads the queue and its workers from Redis at each scrape."""
 
@@ -144,7 +70,7 @@ class QueueCollector:
         jobs, paused, workers, up = self._families()
         try:
             # the same counts as GET /api/queue/stats (a job stopped mid-run counts as cancelled)
-            stats = svc.jobs.stats()
+            stats = svc.queue_admin.stats()
             for status in Status.ALL:
                 jobs.add_metric([settings.queue_name, status], stats[status])
             paused.add_metric([settings.queue_name], 1 if stats.get("paused") else 0)
@@ -157,9 +83,9 @@ class QueueCollector:
         return [jobs, paused, workers, up]
 
 
-def _new_state(app) -> SiteState:
+def _new_state(app) -> MetricsState:
     registry = CollectorRegistry(auto_describe=True)
-    state = SiteState(
+    state = MetricsState(
         registry=registry,
         requests=Counter("snapasset_http_requests", "HTTP requests answered",
                          ["method", "endpoint", "status"], registry=registry),
@@ -182,7 +108,7 @@ def _install(setup_state) -> None:
 
 @bp.before_app_request
 def _start_timer() -> None:
-    g.site_started = time.perf_counter()
+    g.metrics_started = time.perf_counter()
 
 
 @bp.after_app_request
@@ -191,7 +117,7 @@ def _count_request(response):
     endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
     state = _state()
     state.requests.labels(request.method, endpoint, str(response.status_code)).inc()
-    started = g.get("site_started")
+    started = g.get("metrics_started")
     if started is not None:   # absent when an earlier before_request hook answered first
         state.latency.labels(request.method, endpoint).observe(time.perf_counter() - started)
     if response.mimetype == EVENT_STREAM and response.status_code == 200:

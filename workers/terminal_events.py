@@ -12,9 +12,9 @@ import logging
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from snapasset import events, webhooks
-from snapasset.events import EventType
+from snapasset import jobrecord, webhooks
 from snapasset.jobs import JOB_FUNCTION, open_queue, open_webhook_queue
+from snapasset.rqcompat import is_stopped, job_result, mark_stopped
 from workers.bootstrap import WorkerContext, current_context
 from workers.pipeline import discard_outputs
 from workers.webhooks import enqueue_webhook
@@ -31,41 +31,41 @@ class TerminalEventsMixin:
         super().handle_job_success(job, queue, started_job_registry, execution)
         if job.func_name != JOB_FUNCTION:   # e.g. a webhook delivery
             return
-        event_id = self._publish(job, {"type": EventType.DONE, "progress": 100, "result": job._result})
-        self._notify(job, webhooks.EVENT_COMPLETED, event_id, result=job._result)
+        result = job_result(job)
+        event_id = self._publish(job, jobrecord.Done(result=result))
+        self._notify(job, webhooks.EVENT_COMPLETED, event_id, result=result)
 
     def handle_job_failure(self, job: Job, queue, started_job_registry=None, exc_string="", execution=None):
         if job.func_name != JOB_FUNCTION:
             return super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
                                               exc_string=exc_string, execution=execution)
-        if job.meta.get("cancelled"):
-            self._stopped_job_id = job.id       # RQ's own path for a stopped job: STOPPED, never retried
-        cancelled = self._stopped_job_id == job.id
+        if jobrecord.is_marked_cancelled(job):
+            mark_stopped(self, job.id)       # RQ's own path for a stopped job: STOPPED, never retried
+        cancelled = is_stopped(self, job.id)
         will_retry = job.should_retry and not cancelled
         delay = job.get_retry_interval() if will_retry else None
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, execution=execution)
         if cancelled:
             ctx = current_context()
-            if not job.meta.get("cancelled"):    # the work horse was killed mid-way: clean up after it
+            if not jobrecord.is_marked_cancelled(job):    # the work horse was killed mid-way: clean up after it
                 discard_outputs(ctx, job.id, job.args[0])
-            self._publish(job, {"type": EventType.CANCELLED, "message": "Job cancelled"})
+            self._publish(job, jobrecord.Cancelled())
             return
-        error = job.meta.get("error") or {"code": "WORKER_LOST", "message": "The job's worker stopped unexpectedly"}
-        event = {"type": EventType.FAILED, "error": error, "willRetry": will_retry,
-                 "attemptsMade": job.meta.get("attempt", 1)}
-        if delay is not None:
-            event["retryIn"] = delay
-        event_id = self._publish(job, event)
+        error = jobrecord.stored_error(job) or jobrecord.LOST_ERROR
+        event_id = self._publish(job, jobrecord.Failed(error=error, willRetry=will_retry,
+                                                       attemptsMade=jobrecord.state_of(job).get("attempt", 1),
+                                                       retryIn=delay))
         if not will_retry:
             self._notify(job, webhooks.EVENT_FAILED, event_id, error=error)
 
-    def _publish(self, job: Job, event: dict) -> str | None:
+    def _publish(self, job: Job, event: jobrecord.Event) -> str | None:
         ctx: WorkerContext = current_context()
         try:
-            return events.publish(ctx.redis.client, job.id, job.meta["userId"], event, ttl=ctx.settings.job_ttl)
+            return jobrecord.publish(ctx.redis.client, job.id, jobrecord.owner_of(job), event,
+                                     ttl=ctx.settings.job_ttl)
         except Exception:   # the job's state is already stored; a lost event must not undo it
-            log.exception("could not publish %s for job %s", event["type"], job.id)
+            log.exception("could not publish %s for job %s", event.type, job.id)
             return None
 
     def _notify(self, job: Job, event_type: str, event_id: str | None, **body) -> None:
@@ -77,7 +77,7 @@ class TerminalEventsMixin:
         try:
             payload = webhooks.build_event(event_type, job.id, **body)
             # one id per outcome: stable across delivery retries, new if the job is retried and ends again
-            msg_id = webhooks.message_id(f"{job.id}:{event_id or job.meta.get('attempt')}", event_type)
+            msg_id = webhooks.message_id(f"{job.id}:{event_id or jobrecord.state_of(job).get('attempt')}", event_type)
             enqueue_webhook(open_webhook_queue(ctx.redis.client, ctx.settings), url, payload, msg_id)
         except Exception:
             log.exception("could not queue the %s webhook of job %s", event_type, job.id)

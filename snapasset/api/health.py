@@ -1,0 +1,67 @@
+"""GET /ready: whether this instance can serve (Redis answers, storage answers, a worker is
+listening on the queue); 503 in SPEC §4's shape, naming the failed checks, when not."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, jsonify
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from snapasset.api.common import services
+from snapasset.errors import APIError, ErrorCode, utcnow_iso
+from snapasset.jobs import open_queue
+from snapasset.storage import Storage, build_storage
+
+__all__ = ["bp", "live_workers"]
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__)
+
+EXTENSION = "snapasset.health"
+
+
+def _storage(settings) -> Storage:
+    """The app's storage adapter, built on first use: no network at app creation."""
+    storage = current_app.extensions.get(EXTENSION)
+    if storage is None:
+        storage = current_app.extensions[EXTENSION] = build_storage(settings)
+    return storage
+
+
+def live_workers(conn, settings) -> int:
+    """Workers registered on our queue whose heartbeat key is still alive (a crashed worker's
+    registration outlives it; its key does not)."""
+    return len(Worker.all(queue=open_queue(conn, settings), serializer=JSONSerializer))
+
+
+@bp.get("/ready")
+def ready():
+    svc = services()
+    checks: dict[str, dict] = {}
+    try:
+        svc.redis.client.ping()
+        checks["redis"] = {"ok": True}
+    except Exception as exc:   # any failure to answer means not ready; say which
+        checks["redis"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        _storage(svc.settings).check()
+        checks["storage"] = {"ok": True}
+    except Exception as exc:
+        log.warning("readiness: storage check failed: %s", exc)
+        checks["storage"] = {"ok": False, "error": type(exc).__name__}
+    if checks["redis"]["ok"]:
+        count = live_workers(svc.redis.client, svc.settings)
+        checks["workers"] = {"ok": count > 0, "count": count, "queue": svc.settings.queue_name}
+    else:
+        checks["workers"] = {"ok": False, "error": "redis unreachable"}
+    failed = [name for name, check in checks.items() if not check["ok"]]
+    if failed:
+        raise APIError(503, ErrorCode.SERVICE_UNAVAILABLE, f"Not ready: {', '.join(failed)} check failed",
+                       details={name: checks[name].get("error") or "no live worker" for name in failed},
+                       headers={"Retry-After": "5", "Cache-Control": "no-store"}, extra={"checks": checks})
+    response = jsonify({"status": "ready", "checks": checks, "timestamp": utcnow_iso()})
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,68 @@
+"""How the API shows jobs (SPEC §6 bodies): the wire form of what the job service returns.
+Image URLs stay as stored here; blueprints make them absolute for the request's host."""
+
+from __future__ import annotations
+
+from rq.job import Job
+
+from snapasset import jobrecord
+from snapasset.jobrecord import Status, iso, status_of
+from snapasset.jobs import Created
+
+__all__ = ["describe", "created_body", "list_item", "list_body", "retried_body", "cancelled_body"]
+
+
+def describe(job: Job) -> dict:
+    """GET /api/jobs/:id body."""
+    state = jobrecord.state_of(job)
+    status = status_of(job)
+    body = {
+        "jobId": job.id,
+        "status": status,
+        "progress": state.get("progress", 0),
+        "stage": state.get("stage"),
+        "data": job.args[0] if job.args else {},
+        "logs": state.get("logs", []),
+        "attemptsMade": state.get("attempt", 0),
+        "createdAt": iso(job.created_at),
+        "processedAt": state.get("processedAt"),
+    }
+    if status in Status.ENDED:
+        body["finishedAt"] = iso(job.ended_at)
+    if status == Status.COMPLETED:
+        body["result"] = job.return_value()
+    error = state.get("error")
+    if status == Status.FAILED and error is None:   # its worker died before recording why
+        error = jobrecord.LOST_ERROR
+    if error and status in (Status.FAILED, Status.DELAYED):   # delayed: why the last attempt failed
+        body["error"] = error
+        body["failedReason"] = error["message"]
+    return body
+
+
+def created_body(created: Created, *, queued: int, concurrency: int) -> dict:
+    """POST /api/jobs body (before the blueprint adds absolute and stream URLs)."""
+    seconds = 30 + 10 * (queued // max(1, concurrency))
+    return {"jobId": created.job_id, "status": created.status,
+            "message": "Job created successfully",
+            "estimatedTime": f"{seconds} seconds",
+            "statusUrl": f"/api/jobs/{created.job_id}"}
+
+
+def list_item(job: Job) -> dict:
+    return {"jobId": job.id, "status": status_of(job), "progress": jobrecord.state_of(job).get("progress", 0),
+            "createdAt": iso(job.created_at)}
+
+
+def list_body(jobs: list[Job], *, status: str | None, next_cursor: str | None) -> dict:
+    """GET /api/jobs body."""
+    found = [list_item(job) for job in jobs]
+    return {"jobs": found, "count": len(found), "status": status, "nextCursor": next_cursor}
+
+
+def retried_body(job_id: str) -> dict:
+    return {"jobId": job_id, "status": "retrying", "message": "Job has been queued for retry"}
+
+
+def cancelled_body(job_id: str) -> dict:
+    return {"jobId": job_id, "status": "cancelled", "message": "Job cancelled successfully"}

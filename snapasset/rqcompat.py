@@ -1,0 +1,182 @@
+"""Every place SnapAsset relies on RQ internals, in one seam (pyproject pins rq to the range
+this is tested on; tests/test_rqcompat.py fails loudly if an upgrade moves any of them).
+
+Each hook says what it relies on. Nothing outside this module and snapasset.jobrecord names an
+RQ private attribute or a field of RQ's job hash (the check is in tests/test_rqcompat.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+from rq.utils import now
+from rq.worker import BaseWorker
+
+__all__ = ["stored_status", "stored_statuses", "save_meta", "job_result", "clear_failure", "requeue_at_front",
+           "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped", "CompatWorker"]
+
+# RQ keeps a job in one hash (Job.key_for(id)); these are two of its fields.
+_STATUS_FIELD = "status"     # JobStatus value, written by every status change
+_META_FIELD = "meta"         # the serialized job.meta, as Job.save_meta writes it
+
+
+def stored_status(conn: redis.Redis, job_id: str) -> str | None:
+    """The job's RQ status as stored right now, in one HGET (None: the job is gone).
+
+    Relies on: RQ storing the status as the `status` field of the job hash."""
+    raw = conn.hget(Job.key_for(job_id), _STATUS_FIELD)
+    return raw.decode() if raw is not None else None
+
+
+def stored_statuses(conn: redis.Redis, job_ids: Iterable[str]) -> list[str | None]:
+    """stored_status of many jobs in one round trip."""
+    job_ids = list(job_ids)
+    if not job_ids:
+        return []
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), _STATUS_FIELD)
+        return [value.decode() if value else None for value in pipe.execute()]
+
+
+def save_meta(job: Job, pipeline) -> None:
+    """Job.save_meta on a pipeline (RQ's own takes none), so meta and events land together.
+
+    Relies on: meta stored as the `meta` field of the job hash, serialized by job.serializer."""
+    pipeline.hset(job.key, _META_FIELD, job.serializer.dumps(job.meta))
+
+
+def job_result(job: Job):
+    """The return value of the job that just succeeded, inside handle_job_success.
+
+    Relies on: `job._result`, set by perform_job before handle_job_success (the public
+    return_value() is one more Redis read and is not yet stored at that moment on all paths)."""
+    return job._result
+
+
+def clear_failure(job: Job) -> None:
+    """Forget the traceback of the last failure before a retry re-enqueues the job.
+
+    Relies on: `job._exc_info`, saved with the job by Job.save (there is no public setter)."""
+    job._exc_info = ""
+
+
+def requeue_at_front(queue: Queue, job: Job, pipeline) -> None:
+    """Put a job back at the front of its queue as is (no new id, no dependency checks).
+
+    Relies on: `Queue._enqueue_job(job, pipeline=, at_front=)` (enqueue_job would re-check
+    dependencies and ignores at_front for jobs already created)."""
+    queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+
+
+def fetch_dequeued_job(worker: BaseWorker, queue_key: str, job_id: str):
+    """(job, queue) for a job id this worker popped from a queue itself, or None if the job was
+    deleted while queued.
+
+    Relies on: `Queue._fetch_dequeued_job(connection, queue_key, job_id, job_class=,
+    serializer=, death_penalty_class=)`, the post-pop step of RQ's own dequeue_any."""
+    return worker.queue_class._fetch_dequeued_job(
+        worker.connection, queue_key, job_id, job_class=worker.job_class, serializer=worker.serializer,
+        death_penalty_class=worker.death_penalty_class)
+
+
+def heartbeat_all(worker: BaseWorker, running: Iterable[tuple[Job, object, int]]) -> None:
+    """The worker's, every execution's and every job's heartbeat in one round trip;
+    `running` holds (job, execution, ttl).
+
+    Relies on: Execution.heartbeat and Job.heartbeat each queueing an HSET first on the
+    pipeline, whose reply is 1 exactly when it created the hash. A job that ended between the
+    caller's snapshot and the pipeline has had its keys deleted, and the heartbeat re-created
+    them with one field: they are deleted again (rq#1450)."""
+    with worker.connection.pipeline() as pipe:
+        worker.heartbeat(pipeline=pipe)
+        checks = []
+        for job, execution, ttl in running:
+            checks.append((len(pipe), execution.key))
+            execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+            checks.append((len(pipe), job.key))
+            job.heartbeat(now(), ttl, pipeline=pipe)
+        results = pipe.execute()
+    stale = [key for index, key in checks if results[index] == 1]
+    if stale:
+        worker.connection.delete(*stale)
+
+
+def mark_stopped(worker: BaseWorker, job_id: str) -> None:
+    """The failure of job_id the worker is about to handle is a stop (a cancel), not an error:
+    RQ marks it STOPPED and never retries it.
+
+    Relies on: BaseWorker.handle_job_failure comparing `_stopped_job_id` with the job's id."""
+    worker._stopped_job_id = job_id
+
+
+def is_stopped(worker: BaseWorker, job_id: str) -> bool:
+    """Whether the failure being handled is a stop (mark_stopped, or RQ's stop-job command)."""
+    return worker._stopped_job_id == job_id
+
+
+class CompatWorker(BaseWorker):
+    """The RQ worker internals a worker with its own loop needs, under public names."""
+
+    def __init__(self, *args, **kwargs):
+        self._local = threading.local()   # before BaseWorker sets _stopped_job_id
+        super().__init__(*args, **kwargs)
+
+    # `_stopped_job_id` (see mark_stopped): with many jobs in flight it must be per job, so it
+    # lives in the thread handling the job.
+    @property
+    def _stopped_job_id(self) -> str | None:
+        return getattr(self._local, "stopped_job_id", None)
+
+    @_stopped_job_id.setter
+    def _stopped_job_id(self, job_id: str | None) -> None:
+        self._local.stopped_job_id = job_id
+
+    # Relies on: `_ordered_queues` (the queues in dequeue order, rotated by reorder_queues) and
+    # `_exc_handlers` (what clean_registries gets), both set in BaseWorker.__init__.
+    @property
+    def ordered_queues(self) -> list[Queue]:
+        return self._ordered_queues
+
+    @property
+    def exception_handlers(self) -> list:
+        return self._exc_handlers
+
+    # Relies on: `_stop_requested`, the flag RQ's own loop and request_stop use.
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    @stop_requested.setter
+    def stop_requested(self, value: bool) -> None:
+        self._stop_requested = value
+
+    # Relies on: `_shutdown_requested_date`, set by request_stop on the first signal.
+    @property
+    def shutdown_requested_at(self) -> datetime | None:
+        return self._shutdown_requested_date
+
+    def start_loop(self, burst: bool, logging_level, date_format: str, log_format: str, *,
+                   with_scheduler: bool, dequeue_strategy) -> None:
+        """What RQ's Worker.work does before its loop: the dequeue strategy, the scheduler
+        thread and the signal handlers.
+
+        Relies on: `_dequeue_strategy` (read by reorder_queues), `_start_scheduler(burst,
+        logging_level, date_format, log_format)` and `_install_signal_handlers()`."""
+        self._dequeue_strategy = dequeue_strategy
+        if with_scheduler:
+            self._start_scheduler(burst, logging_level, date_format, log_format)
+        self._install_signal_handlers()
+
+    def _shutdown(self):
+        # Relies on: request_stop (RQ's SIGTERM/SIGINT handler) calling `_shutdown()`.
+        self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        """The first SIGTERM/SIGINT; RQ's own stops after the running job."""
+        super()._shutdown()
