@@ -284,7 +284,6 @@ class JobService:
             job.retries_left = len(intervals) or None
             job.retry_intervals = intervals or None
             job.started_at = job.ended_at = None
-            rqcompat.clear_failure(job)
             for registry in (FailedJobRegistry, CanceledJobRegistry):
                 registry(self.queue.name, connection=self.conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
             pipe.delete(keys.job_cancel(job_id), keys.job_events(job_id))

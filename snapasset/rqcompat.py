@@ -17,7 +17,7 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import BaseWorker
 
-__all__ = ["stored_status", "stored_statuses", "save_meta", "job_result", "clear_failure", "requeue_at_front",
+__all__ = ["stored_status", "stored_statuses", "save_meta", "job_result", "requeue_at_front",
            "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped", "CompatWorker"]
 
 # RQ keeps a job in one hash (Job.key_for(id)); these are two of its fields.
@@ -54,16 +54,9 @@ def save_meta(job: Job, pipeline) -> None:
 def job_result(job: Job):
     """The return value of the job that just succeeded, inside handle_job_success.
 
-    Relies on: `job._result`, set by perform_job before handle_job_success (the public
-    return_value() is one more Redis read and is not yet stored at that moment on all paths)."""
+    Relies on: `job._result`, set by Job.perform before handle_job_success runs (the public
+    return_value() reads the stored Result, one more Redis round trip)."""
     return job._result
-
-
-def clear_failure(job: Job) -> None:
-    """Forget the traceback of the last failure before a retry re-enqueues the job.
-
-    Relies on: `job._exc_info`, saved with the job by Job.save (there is no public setter)."""
-    job._exc_info = ""
 
 
 def requeue_at_front(queue: Queue, job: Job, pipeline) -> None:
@@ -89,8 +82,9 @@ def heartbeat_all(worker: BaseWorker, running: Iterable[tuple[Job, object, int]]
     """The worker's, every execution's and every job's heartbeat in one round trip;
     `running` holds (job, execution, ttl).
 
-    Relies on: Execution.heartbeat and Job.heartbeat each queueing an HSET first on the
-    pipeline, whose reply is 1 exactly when it created the hash. A job that ended between the
+    Relies on: Execution.heartbeat and Job.heartbeat each queueing an HSET of `last_heartbeat`
+    first on the pipeline; RQ sets that field when the job starts, so the reply (fields added)
+    is 1 exactly when the hash was gone and is re-created. A job that ended between the
     caller's snapshot and the pipeline has had its keys deleted, and the heartbeat re-created
     them with one field: they are deleted again (rq#1450)."""
     with worker.connection.pipeline() as pipe:
