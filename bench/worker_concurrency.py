@@ -176,9 +176,9 @@ def report(name: str, result: dict, count: int, latency: float) -> None:
 # --------------------------------------------------------------------------- render pool alone
 
 def _render_job(data: bytes, platform_ids: list[str], fmt: str) -> int:
-    from snapasset import imaging
+    from workers.rendering import InlineRenderer
     from snapasset.platforms import get_platform
-    return len(imaging.render_all(data, [get_platform(p) for p in platform_ids], fmt))
+    return len(list(InlineRenderer().render_each(data, [get_platform(p) for p in platform_ids], fmt)))
 
 
 def pool_throughput(processes: int, jobs: int, platform_ids: list[str], per_platform: bool) -> float:

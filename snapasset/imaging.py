@@ -22,7 +22,7 @@ from snapasset.platforms import Platform
 
 __all__ = [
     "FORMATS", "MAX_PIXELS", "RenderedImage", "decode", "focal_point", "crop_box", "render",
-    "render_all", "blurhash_for", "best_aspect", "best_size", "size_for_aspect",
+    "blurhash_for", "best_aspect", "best_size", "size_for_aspect",
     "preview_data_url",
 ]
 
@@ -248,17 +248,6 @@ def render(img: Image.Image, platform: Platform, fmt: str, *,
     if img.mode not in ("RGB", "RGBA"):
         img = _normalise_mode(img)
     return _render(img, platform, _format(fmt), focus, small=None)
-
-
-def render_all(data: bytes, platforms: Sequence[Platform], fmt: str) -> list[RenderedImage]:
-    """Decode once, find the focus once, render one image per platform (in their order)."""
-    fmt = _format(fmt)
-    img = decode(data)
-    if fmt == "jpeg" and img.mode == "RGBA":
-        img = _flatten(img)  # once for all platforms rather than once per output
-    small = _small_copy(img)  # shared by the focal point and every placeholder hash
-    focus = _focus_of_small(small)
-    return [_render(img, platform, fmt, focus, small=small) for platform in platforms]
 
 
 def _render(img: Image.Image, platform: Platform, fmt: str, focus: tuple[float, float] | None,

@@ -15,6 +15,12 @@ from PIL import Image, ImageDraw, ImageStat
 from snapasset import imaging
 from snapasset.errors import InvalidImage
 from snapasset.platforms import PLATFORMS, Platform
+from workers.rendering import InlineRenderer
+
+
+def render_all(data, platforms, fmt):
+    """Every platform's image through the worker's inline render path."""
+    return list(InlineRenderer().render_each(data, platforms, fmt))
 
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 GPT_IMAGE_SIZES = [(1024, 1024), (1536, 1024), (1024, 1536)]
@@ -67,7 +73,7 @@ def scene_png() -> bytes:
 
 @pytest.mark.parametrize("fmt", sorted(imaging.FORMATS))
 def test_every_platform_gets_its_exact_size_format_and_cap(scene_png, fmt):
-    rendered = imaging.render_all(scene_png, list(PLATFORMS.values()), fmt)
+    rendered = render_all(scene_png, list(PLATFORMS.values()), fmt)
     assert [r.platform_id for r in rendered] == list(PLATFORMS)
     for platform, r in zip(PLATFORMS.values(), rendered):
         img = opened(r)
@@ -121,7 +127,7 @@ def test_focal_crop_keeps_a_subject_near_the_edge_in_frame(size, subject, platfo
     centre_cut = img.crop(imaging.crop_box(img.size, platform.width, platform.height, (0.5, 0.5)))
     assert ImageStat.Stat(centre_cut.convert("L")).stddev[0] < 1  # the centre has nothing in it
 
-    out = opened(imaging.render_all(encode(img), [platform], "jpeg")[0])
+    out = opened(render_all(encode(img), [platform], "jpeg")[0])
     bright = out.convert("L").point(lambda v: 255 if v > 160 else 0)
     share = ImageStat.Stat(bright).mean[0] / 255
     assert share > 0.1, "the subject was cropped away"
@@ -156,7 +162,7 @@ def test_exif_orientation_is_honoured_and_not_passed_on():
     data = encode(stored, "JPEG", exif=exif.tobytes(), quality=95)
 
     assert imaging.decode(data).size == (200, 300)
-    out = opened(imaging.render_all(data, [PLATFORMS["instagram-story"]], "jpeg")[0])
+    out = opened(render_all(data, [PLATFORMS["instagram-story"]], "jpeg")[0])
     top = out.getpixel((540, 200))
     bottom = out.getpixel((540, 1700))
     assert top[0] > 150 and top[2] < 100, top
@@ -174,7 +180,7 @@ def test_exif_orientation_is_honoured_and_not_passed_on():
 ])
 @pytest.mark.parametrize("fmt", sorted(imaging.FORMATS))
 def test_inputs_of_every_colour_mode_render(make, fmt):
-    r = imaging.render_all(make(), [PLATFORMS["twitter-post"]], fmt)[0]
+    r = render_all(make(), [PLATFORMS["twitter-post"]], fmt)[0]
     assert opened(r).size == (1200, 675)
 
 
@@ -192,12 +198,12 @@ def test_transparency_becomes_white_in_jpeg_and_stays_in_png_and_webp():
     ImageDraw.Draw(img).rectangle((80, 80, 120, 120), fill=(200, 0, 0, 255))
     data = encode(img)
 
-    jpeg = opened(imaging.render_all(data, [PLATFORMS["instagram-post"]], "jpeg")[0])
+    jpeg = opened(render_all(data, [PLATFORMS["instagram-post"]], "jpeg")[0])
     assert jpeg.mode == "RGB"
     assert min(jpeg.getpixel((20, 20))) > 245  # white, not black, where alpha was 0
 
     for fmt in ("png", "webp"):
-        out = opened(imaging.render_all(data, [PLATFORMS["instagram-post"]], fmt)[0])
+        out = opened(render_all(data, [PLATFORMS["instagram-post"]], fmt)[0])
         assert out.mode == "RGBA"
         assert out.getpixel((20, 20))[3] == 0
         assert out.getpixel((540, 540))[3] == 255
@@ -218,7 +224,7 @@ def test_undecodable_bytes_raise_invalid_image(data):
     with pytest.raises(InvalidImage):
         imaging.decode(data)
     with pytest.raises(InvalidImage):
-        imaging.render_all(data, [PLATFORMS["instagram-post"]], "jpeg")
+        render_all(data, [PLATFORMS["instagram-post"]], "jpeg")
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -6,7 +6,7 @@ platform is its own task, submitted together, handed back in order: the job repo
 uploads each image as it is ready (progress moves per platform, a cancel can land between
 two), and one job's platforms spread over all cores. The source is still decoded once per
 render process and job (a small cache keyed by the bytes' digest), not once per platform;
-bench/worker_concurrency.py measures this against one render_all task per job.
+bench/worker_concurrency.py measures this against one InlineRenderer task per job.
 """
 
 from __future__ import annotations
