@@ -1,8 +1,13 @@
-"""Every place SnapAsset relies on RQ internals, in one seam (pyproject pins rq to the range
+r"""Every place SnapAsset relies on RQ internals, in one seam (pyproject pins rq to the range
 this is tested on; tests/test_rqcompat.py fails loudly if an upgrade moves any of them).
 
 Each hook says what it relies on. Nothing outside this module and snapasset.jobrecord names an
-RQ private attribute or a field of RQ's job hash (the check is in tests/test_rqcompat.py).
+RQ private attribute or a field of RQ's job hash, and nothing outside snapasset.jobrecord reads
+or writes job meta or event streams; tests/test_rqcompat.py (the last test) checks it, as does
+
+    grep -rnE '\._(fetch_dequeued_job|enqueue_job|ordered_queues|exc_handlers|start_scheduler|install_signal_handlers|stopped_job_id|result|exc_info|stop_requested|shutdown_requested_date|dequeue_strategy)\b|hget\(|hset\(|meta\[|\.meta\.get\(|xadd|XADD' --include='*.py' snapasset workers
+
+which lists only these two modules and the stream hub's wake-up stream (snapasset/streaming.py).
 """
 
 from __future__ import annotations
