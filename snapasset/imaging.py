@@ -1,5 +1,7 @@
-"""Pillow work of a job: decode the model's image, find its subject, crop and resize it to
-each platform, encode under the platform's byte cap, and a blurhash placeholder for each.
+"""Pillow work of a job: decode the model's image, frame it for each platform (``fit``: cut
+around its subject, or the whole picture on a soft extension of its own edges), encode under
+the platform's byte cap, and a blurhash placeholder for each. Where the subject is and where
+each frame goes is snapasset.framing's work.
 
 Also the geometry used to choose what size to ask a model for (``best_aspect``,
 ``best_size``, ``size_for_aspect``) and the small previews streamed while a model draws.
@@ -15,15 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import blurhash
-from PIL import Image, ImageChops, ImageFilter, ImageOps
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from snapasset import framing
 from snapasset.errors import InvalidImage
 from snapasset.platforms import Platform
 
 __all__ = [
-    "FORMATS", "MAX_PIXELS", "RenderedImage", "decode", "focal_point", "crop_box", "render",
-    "blurhash_for", "best_aspect", "best_size", "size_for_aspect",
-    "preview_data_url",
+    "FORMATS", "FITS", "MAX_PIXELS", "RenderedImage", "decode", "crop_box", "frame", "render",
+    "contain_layout", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
 ]
 
 # Output format name → (content type, file extension without the dot).
@@ -31,7 +34,12 @@ FORMATS: dict[str, tuple[str, str]] = {
     "jpeg": ("image/jpeg", "jpg"),
     "png": ("image/png", "png"),
     "webp": ("image/webp", "webp"),
+    "avif": ("image/avif", "avif"),
 }
+# How a picture fills a platform's frame (SPEC §5): cut around the subject, the whole picture
+# on a soft extension of its edges, or the model painting the rest (done before rendering,
+# by the provider; rendered as contain).
+FITS = ("cover", "contain", "extend")
 _FORMAT_ALIASES = {"jpg": "jpeg"}
 
 # Largest input accepted. Image models return a few megapixels (4K is 8.3 MP); anything far
@@ -43,16 +51,19 @@ _INPUT_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 
 # Qualities tried in turn for the lossy formats until the bytes fit the platform's cap.
 _LOSSY_QUALITIES = (88, 82, 75, 68, 60, 50, 40, 30, 20, 10)
-# Palette sizes tried for PNG once lossless encoding is over the cap.
+# Palette sizes tried for PNG once lossless encoding is over the cap; the palette's colours
+# are spread over the picture by Floyd–Steinberg dithering, so skies do not band.
 _PNG_COLOURS = (256, 128, 64, 32, 16)
 # zlib level of the first PNG attempt: level 3 is ~2.5× faster than the default 6 on photos
 # for ~10 % more bytes; the caps leave room, and optimize (level 9) is the next attempt.
 _PNG_FIRST_LEVEL = 3
 # WebP effort: 4 is libwebp's default and a fair size/speed trade on the hot path.
 _WEBP_METHOD = 4
+# AVIF effort: libavif's speed 8 encodes a 1080-px frame ~3× faster than its default 6 for
+# a few per cent more bytes (bench/encoding.py).
+_AVIF_SPEED = 8
 
 _WHITE = (255, 255, 255)
-_FOCUS_SIDE = 64        # focal point is computed on a copy this many pixels on its long side
 _BLURHASH_SIDE = 20     # blurhash of 4×3 components needs no more than this to be exact enough
 _BLURHASH_COMPONENTS = (4, 3)
 
@@ -66,12 +77,12 @@ class RenderedImage:
     platform_id: str
     width: int
     height: int
-    format: str           # "jpeg" | "png" | "webp"
+    format: str           # "jpeg" | "png" | "webp" | "avif"
     content_type: str
-    extension: str        # without the dot: "jpg", "png", "webp"
+    extension: str        # without the dot: "jpg", "png", "webp", "avif"
     data: bytes
     blurhash: str
-    quality: int | None = None   # encoder quality used (JPEG/WebP); None for PNG
+    quality: int | None = None   # encoder quality used (JPEG/WebP/AVIF); None for PNG
 
     @property
     def size(self) -> int:
@@ -168,66 +179,15 @@ def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
     return scaled.convert("L").convert("RGB") if scaled.mode != "L" else scaled.convert("RGB")
 
 
-# --------------------------------------------------------------------------- focus and crop
-
-def focal_point(img: Image.Image) -> tuple[float, float]:
-    """Where the interesting part of the image is, as fractions (fx, fy) of its width and height.
-
-    Detail energy (a pixel's difference from its blurred neighbourhood) is smoothed into a
-    local density map; the centroid of the density that stands above the image's average
-    is the focus. Flat backgrounds, smooth skies and evenly textured areas weigh nothing;
-    the densest cluster of detail wins. Costs a few milliseconds on a 64-pixel copy.
-    """
-    return _focus_of_small(_small_copy(img))
-
-
-def _small_copy(img: Image.Image) -> Image.Image:
-    """An RGB copy about _FOCUS_SIDE pixels on its long side (box-averaged, so cheap)."""
-    factor = max(1, max(img.size) // _FOCUS_SIDE)
-    small = img.reduce(factor) if factor > 1 else img
-    if small.mode != "RGB":
-        small = _flatten(small) if "A" in small.mode else small.convert("RGB")
-    return small
-
-
-def _focus_of_small(small: Image.Image) -> tuple[float, float]:
-    gray = small.convert("L")
-    sw, sh = gray.size
-    detail = ImageChops.difference(gray, gray.filter(ImageFilter.GaussianBlur(1)))
-    detail = detail.point(_GAIN_LUT)
-    density = detail.filter(ImageFilter.GaussianBlur(max(1.0, max(sw, sh) / 16)))
-    values = density.tobytes()
-    mean = sum(values) / len(values)
-    total = sx = sy = 0.0
-    for y in range(sh):
-        row = values[y * sw:(y + 1) * sw]
-        for x, v in enumerate(row):
-            excess = v - mean
-            if excess > 0:
-                weight = excess * excess
-                total += weight
-                sx += weight * x
-                sy += weight * y
-    if total <= 0:
-        return 0.5, 0.5
-    return (sx / total + 0.5) / sw, (sy / total + 0.5) / sh
-
-
-_GAIN_LUT = [min(255, v * 4) for v in range(256)]
-
+# --------------------------------------------------------------------------- framing
 
 def crop_box(size: tuple[int, int], target_w: int, target_h: int,
              focus: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int, int, int]:
     """The largest box of the target's aspect ratio inside an image of ``size``, placed so
     the focus is as central as the image's edges allow. Returns (left, top, right, bottom)."""
     width, height = size
-    target = target_w / target_h
-    if width / height > target:
-        box_h = height
-        box_w = max(1, min(width, round(height * target)))
-    else:
-        box_w = width
-        box_h = max(1, min(height, round(width / target)))
+    box_w, box_h = framing.cover_box(size, target_w, target_h)
+    box_w, box_h = max(1, min(width, round(box_w))), max(1, min(height, round(box_h)))
     fx, fy = focus
     left = _clamp(round(fx * width - box_w / 2), 0, width - box_w)
     top = _clamp(round(fy * height - box_h / 2), 0, height - box_h)
@@ -238,44 +198,134 @@ def _clamp(value, low, high):
     return max(low, min(high, value))
 
 
+def contain_layout(analysis: framing.Analysis, platform: Platform) -> tuple[int, int, int, int]:
+    """Where the whole picture sits in the platform's frame under ``contain``: scaled to fit,
+    centred, but moved (where there is room) to bring its subject out of the platform's safe
+    zones. Returns (left, top, right, bottom) in the frame's pixels."""
+    width, height = analysis.size
+    scale = min(platform.width / width, platform.height / height)
+    inner_w = min(platform.width, max(1, round(width * scale)))
+    inner_h = min(platform.height, max(1, round(height * scale)))
+    left, top = (platform.width - inner_w) // 2, (platform.height - inner_h) // 2
+    subject = analysis.subject
+    if subject is not None and (platform.safe_top or platform.safe_bottom) and inner_h < platform.height:
+        band_top = platform.safe_top * platform.height
+        band_bottom = (1 - platform.safe_bottom) * platform.height
+        centre = top + subject.centre[1] * inner_h
+        wanted = top + (band_top + band_bottom) / 2 - centre
+        top = _clamp(round(wanted), 0, platform.height - inner_h)
+    return left, top, left + inner_w, top + inner_h
+
+
+def frame(img: Image.Image, platform: Platform, analysis: framing.Analysis, fit: str = "cover") -> Image.Image:
+    """The picture as the platform shows it, exactly its size: under ``cover`` the frame
+    framing.frame_box places around the subject (safe zones honoured), under ``contain``
+    (and ``extend``, once the model has painted or could not) the whole picture on a soft
+    extension of its own edges."""
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
+    size = (platform.width, platform.height)
+    if fit == "cover":
+        box = framing.frame_box(analysis, platform.width, platform.height,
+                                safe_top=platform.safe_top, safe_bottom=platform.safe_bottom)
+        # reducing_gap lets Pillow box-reduce large downscales first: same look, a fraction of the time
+        return img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    left, top, right, bottom = contain_layout(analysis, platform)
+    inner = img.resize((right - left, bottom - top), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    canvas = _soft_surround(img, inner, size, (left, top))
+    canvas.paste(inner, (left, top))
+    return canvas
+
+
+# The surround is built on a copy this many times smaller than the frame: it is all blur.
+_SURROUND_REDUCTION = 8
+
+
+def _soft_surround(img: Image.Image, inner: Image.Image, size: tuple[int, int],
+                   at: tuple[int, int]) -> Image.Image:
+    """A frame-sized background continuing the picture past its edges: the picture's border
+    rows (or columns) stretched outwards and blurred, fading into a blurred, dimmed copy of
+    the whole picture scaled to cover the frame. Never flat bars; no hard seam."""
+    width, height = size
+    small = (max(1, width // _SURROUND_REDUCTION), max(1, height // _SURROUND_REDUCTION))
+    cover = img.resize(small, Image.Resampling.BOX,
+                       box=crop_box(img.size, width, height), reducing_gap=2.0)
+    radius = max(small) / 12
+    cover = ImageEnhance.Brightness(cover.filter(ImageFilter.GaussianBlur(radius))).enhance(0.85)
+    # the picture's edge, stretched outwards: rows above and below, columns left and right
+    left, top = at
+    k = _SURROUND_REDUCTION
+    edge = Image.new(inner.mode, small)
+    edge.paste(inner.resize((max(1, inner.width // k), max(1, inner.height // k)), Image.Resampling.BOX),
+               (left // k, top // k))
+    inner_box = (left // k, top // k, left // k + max(1, inner.width // k), top // k + max(1, inner.height // k))
+    stretched = _stretch_edges(edge, inner_box)
+    fade = _fade_mask(small, inner_box)
+    blended = Image.composite(stretched.filter(ImageFilter.GaussianBlur(radius / 3)),
+                              cover.convert(inner.mode), fade)
+    return blended.resize(size, Image.Resampling.BICUBIC)
+
+
+def _stretch_edges(canvas: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """Repeat the outermost row/column of ``box`` across the canvas beyond each side."""
+    left, top, right, bottom = box
+    out = canvas.copy()
+    width, height = canvas.size
+    if top > 0:
+        out.paste(canvas.crop((left, top, right, top + 1)).resize((right - left, top)), (left, 0))
+    if bottom < height:
+        out.paste(canvas.crop((left, bottom - 1, right, bottom)).resize((right - left, height - bottom)),
+                  (left, bottom))
+    if left > 0:
+        out.paste(out.crop((left, 0, left + 1, height)).resize((left, height)), (0, 0))
+    if right < width:
+        out.paste(out.crop((right - 1, 0, right, height)).resize((width - right, height)), (right, 0))
+    return out
+
+
+def _fade_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    """255 at the picture's edge fading to 0 at the frame's edge: the stretched edge near the
+    seam, the blurred whole picture further out."""
+    width, height = size
+    left, top, right, bottom = box
+    xs = np.arange(width, dtype=np.float32)
+    ys = np.arange(height, dtype=np.float32)
+    fx = np.ones(width, dtype=np.float32)
+    fy = np.ones(height, dtype=np.float32)
+    if left > 0:
+        fx[:left] = xs[:left] / left
+    if right < width:
+        fx[right:] = (width - 1 - xs[right:]) / max(1, width - 1 - right)
+    if top > 0:
+        fy[:top] = ys[:top] / top
+    if bottom < height:
+        fy[bottom:] = (height - 1 - ys[bottom:]) / max(1, height - 1 - bottom)
+    return Image.fromarray(np.uint8(np.minimum.outer(fy, fx).clip(0, 1) * 255))
+
+
 # --------------------------------------------------------------------------- rendering
 
-def render(img: Image.Image, platform: Platform, fmt: str, *,
-           focus: tuple[float, float] | None = None) -> RenderedImage:
-    """Crop ``img`` around its focus to the platform's aspect, resize it to exactly the
-    platform's size and encode it in ``fmt`` under the platform's byte cap. ``img`` is best
-    one returned by ``decode``; other modes are normalised the same way first."""
+def render(img: Image.Image, platform: Platform, fmt: str, *, analysis: framing.Analysis | None = None,
+           fit: str = "cover") -> RenderedImage:
+    """Frame ``img`` for the platform (see ``frame``) and encode it in ``fmt`` under the
+    platform's byte cap. ``img`` is best one returned by ``decode`` (other modes are
+    normalised the same way first); ``analysis`` is framing.analyse(img), found once per
+    picture and shared by its platforms (found here when not given)."""
+    fmt = _format(fmt)
     if img.mode not in ("RGB", "RGBA"):
         img = _normalise_mode(img)
-    return _render(img, platform, _format(fmt), focus, small=None)
-
-
-def _render(img: Image.Image, platform: Platform, fmt: str, focus: tuple[float, float] | None,
-            *, small: Image.Image | None) -> RenderedImage:
-    if focus is None:
-        focus = focal_point(img)
-    box = crop_box(img.size, platform.width, platform.height, focus)
-    size = (platform.width, platform.height)
-    # reducing_gap lets Pillow box-reduce large downscales first: same look, a fraction of the time
-    out = img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    if analysis is None:
+        analysis = framing.analyse(img)
+    out = frame(img, platform, analysis, fit)
     if out.mode not in ("RGB", "RGBA"):
         out = out.convert("RGBA" if "A" in out.mode else "RGB")
     if fmt == "jpeg" and out.mode == "RGBA":
         out = _flatten(out)
     data, quality = _encode_under(out, fmt, platform)
-    if small is None:
-        placeholder = blurhash_for(out)
-    else:  # the same crop taken from the small copy: the hash needs no more pixels than that
-        sx, sy = small.width / img.width, small.height / img.height
-        left, top, right, bottom = box
-        placeholder = blurhash_for(small.crop((
-            math.floor(left * sx), math.floor(top * sy),
-            max(math.floor(left * sx) + 1, math.ceil(right * sx)),
-            max(math.floor(top * sy) + 1, math.ceil(bottom * sy)))))
     content_type, extension = FORMATS[fmt]
     return RenderedImage(platform_id=platform.id, width=out.width, height=out.height,
                          format=fmt, content_type=content_type, extension=extension,
-                         data=data, blurhash=placeholder, quality=quality)
+                         data=data, blurhash=blurhash_for(out), quality=quality)
 
 
 def _flatten(img: Image.Image, background=_WHITE) -> Image.Image:
@@ -310,22 +360,33 @@ def _png_attempts(img: Image.Image):
     yield lambda: _save(img, "png")
     yield lambda: _save(img, "png", optimize=True)
     for colours in _PNG_COLOURS:
-        yield lambda colours=colours: _save(
-            img.quantize(colours, method=Image.Quantize.FASTOCTREE), "png", optimize=True)
+        yield lambda colours=colours: _save(_dithered_palette(img, colours), "png", optimize=True)
+
+
+def _dithered_palette(img: Image.Image, colours: int) -> Image.Image:
+    """``img`` in a palette of ``colours``, error-diffused (Pillow only dithers when it is given
+    the palette, so the palette is found first, then applied)."""
+    if img.mode == "RGBA":   # Pillow's dithering works on RGB; octree keeps alpha in the palette
+        return img.quantize(colours, method=Image.Quantize.FASTOCTREE)
+    palette = img.quantize(colours, method=Image.Quantize.MEDIANCUT)
+    return img.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
 
 
 def _save(img: Image.Image, fmt: str, *, quality: int | None = None, optimize: bool = False) -> bytes:
     buf = io.BytesIO()
     if fmt == "jpeg":
-        img.save(buf, "JPEG", quality=quality)
+        # optimised Huffman tables and progressive scans: smaller for the same pixels, and a
+        # browser shows the whole picture early while it loads
+        img.save(buf, "JPEG", quality=quality, optimize=True, progressive=True)
     elif fmt == "webp":
         img.save(buf, "WEBP", quality=quality, method=_WEBP_METHOD)
+    elif fmt == "avif":
+        img.save(buf, "AVIF", quality=quality, speed=_AVIF_SPEED)
     elif optimize:
         img.save(buf, "PNG", optimize=True)
     else:
         img.save(buf, "PNG", compress_level=_PNG_FIRST_LEVEL)
     return buf.getvalue()
-
 
 # --------------------------------------------------------------------------- placeholders
 

@@ -16,6 +16,10 @@ class Platform:
     width: int
     height: int
     max_bytes: int
+    # Shares of the frame's height the platform's own controls cover (SPEC §5, safe zones):
+    # the subject is framed out of them where the picture allows.
+    safe_top: float = 0.0
+    safe_bottom: float = 0.0
 
     @property
     def aspect(self) -> float:
@@ -29,7 +33,7 @@ class Platform:
 PLATFORMS: dict[str, Platform] = {p.id: p for p in (
     Platform("instagram-post", "Instagram Post", 1080, 1080, 8 * MB),
     Platform("instagram-portrait", "Instagram Portrait", 1080, 1350, 8 * MB),
-    Platform("instagram-story", "Instagram Story", 1080, 1920, 8 * MB),
+    Platform("instagram-story", "Instagram Story", 1080, 1920, 8 * MB, safe_top=0.14, safe_bottom=0.20),
     Platform("twitter-post", "Twitter Post", 1200, 675, 5 * MB),
     Platform("twitter-header", "Twitter Header", 1500, 500, 5 * MB),
     Platform("facebook-post", "Facebook Post", 1200, 630, 8 * MB),
