@@ -58,7 +58,6 @@ def _detailed_object(draw: ImageDraw.ImageDraw, box, rng: random.Random, hue: fl
                    (top + bottom) / 2 + math.sin(a) * h / 2 * rng.uniform(0.75, 1.0))
                   for a in (i * math.tau / 14 for i in range(14))]
         draw.polygon(points, fill=body, outline=(30, 30, 30))
-        # the blob's extreme points set its true box
     for _ in range(rng.randint(8, 18)):   # patterned panels and small parts
         pw, ph = w * rng.uniform(0.08, 0.22), h * rng.uniform(0.08, 0.22)
         px = left + w * 0.2 + rng.random() * (w * 0.6 - pw)
@@ -109,7 +108,11 @@ def scene(index: int, seed: int) -> tuple[Image.Image, tuple[int, int, int, int]
         ol = min(max(ox - ow / 2, 4), width - ow - 4)
         ot = min(max(oy - oh / 2, 4), height - oh - 4)
         _detailed_object(d, (ol, ot, ol + ow, ot + oh), rng, hue + 90)
-    _detailed_object(d, subject, rng, hue + rng.uniform(-60, 60))
+    # drawn on a layer of its own, so that its true extent (what must survive) is known
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    _detailed_object(ImageDraw.Draw(layer), subject, rng, hue + rng.uniform(-60, 60))
+    subject = layer.getchannel("A").getbbox()
+    img.paste(layer, mask=layer)
     grain = Image.effect_noise(img.size, 6).convert("RGB")
     img = Image.blend(img, grain, 0.04).filter(ImageFilter.SMOOTH)
     return img, subject, kind

@@ -34,6 +34,10 @@ _MIN_REGION_MASS = 0.01
 _MAX_REGIONS = 6
 # A region reaches out from its seeds to cells above this share of the seeding level.
 _REACH = 0.5
+# ... and is seeded only where the map reaches this share of its peak, at least.
+_SEED_LEVEL = 0.3
+_REACH_CELLS = 7   # ... within three cells of its seeds
+_RARE_COLOUR = 0.5  # ... and takes in colours at least this rare (0..1)
 # A frame may keep no less than this share of its source, nor enlarge it more than this (§5).
 MIN_KEPT_AREA = 0.75
 MAX_ENLARGEMENT = 1.25
@@ -92,8 +96,8 @@ def analyse(img: Image.Image) -> Analysis:
     small = img.reduce(factor) if factor > 1 else img
     if small.mode != "RGB":
         small = small.convert("RGB")
-    saliency = _saliency(small)
-    regions, subject_cells = _regions(saliency)
+    saliency, rarity = _saliency(small)
+    regions, subject_cells = _regions(saliency, rarity)
     return Analysis(size=img.size, regions=regions, integral=_summed_area(saliency),
                     subject_integral=_summed_area(np.where(subject_cells, saliency, 0)))
 
@@ -107,7 +111,7 @@ def _summed_area(values: np.ndarray) -> np.ndarray:
     return table
 
 
-def _saliency(small: Image.Image) -> np.ndarray:
+def _saliency(small: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """Detail (luma against its blurred neighbourhood, smoothed into a density) weighted by
     colour rarity (each colour's distance to every other colour, weighted by how much of the
     picture has it: histogram contrast). A horizon is detailed but made of common colours; a
@@ -137,7 +141,7 @@ def _saliency(small: Image.Image) -> np.ndarray:
     # row (column) holds across most of its length is taken off, so that an object standing on
     # the horizon is not joined to it. The median ignores an object narrower than half the row.
     band = np.maximum(np.median(salient, axis=1, keepdims=True), np.median(salient, axis=0, keepdims=True))
-    return _normalised(np.clip(salient - band, 0, None))
+    return _normalised(np.clip(salient - band, 0, None)), rarity_map
 
 
 # How much a detailed area of the commonest colour still counts (1 would ignore colour).
@@ -151,7 +155,7 @@ def _normalised(values: np.ndarray) -> np.ndarray:
     return ((values - low) / (high - low)).astype(np.float32)
 
 
-def _regions(saliency: np.ndarray) -> tuple[tuple[Region, ...], np.ndarray]:
+def _regions(saliency: np.ndarray, rarity: np.ndarray) -> tuple[tuple[Region, ...], np.ndarray]:
     """Connected areas of the map well above its typical level, the most salient first, and
     the cells of the first (the subject). A region that runs from one side of the picture to
     the opposite side (a horizon band, a ridge, a sky) is background, not an object: it is
@@ -161,11 +165,14 @@ def _regions(saliency: np.ndarray) -> tuple[tuple[Region, ...], np.ndarray]:
         return (), np.zeros(saliency.shape, dtype=bool)
     height, width = saliency.shape
     # hysteresis: a region is seeded where the map stands well above its typical level, and
-    # reaches out to where it is still clearly above it, so that an object's plainer parts
-    # (a roof, an outline) stay with its detailed ones
-    high = max(float(saliency.mean() + saliency.std()), 0.15)
+    # reaches out a little to where it is still clearly above it or of a rare colour, so that
+    # an object's plainer parts (a flat body, a roof) stay with its detailed ones without
+    # joining a cloud further off
+    high = max(float(saliency.mean() + saliency.std()), _SEED_LEVEL)
     seeds = saliency > high
-    mask = Image.fromarray(np.uint8(saliency > high * _REACH) * 255)
+    near_seeds = np.asarray(Image.fromarray(np.uint8(seeds) * 255).filter(ImageFilter.MaxFilter(_REACH_CELLS)))
+    reach = (saliency > high * _REACH) | (rarity > _RARE_COLOUR)
+    mask = Image.fromarray(np.where(reach, near_seeds, 0).astype(np.uint8))
     # close gaps of a cell, so that the parts of one object (a face's eyes and outline) join
     mask = np.asarray(mask.filter(ImageFilter.MaxFilter(3))) > 0
     labels = np.zeros(mask.shape, dtype=np.int32)

@@ -12,7 +12,7 @@ import blurhash
 import pytest
 from PIL import Image, ImageDraw, ImageStat
 
-from snapasset import imaging
+from snapasset import framing, imaging
 from snapasset.errors import InvalidImage
 from snapasset.platforms import PLATFORMS, Platform
 from workers.rendering import InlineRenderer
@@ -22,7 +22,7 @@ def render_all(data, platforms, fmt):
     """Every platform's image through the worker's inline render path."""
     return list(InlineRenderer().render_each(data, platforms, fmt))
 
-PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 GPT_IMAGE_SIZES = [(1024, 1024), (1536, 1024), (1024, 1536)]
 
 
@@ -62,6 +62,13 @@ def opened(rendered: imaging.RenderedImage) -> Image.Image:
     img = Image.open(io.BytesIO(rendered.data))
     img.load()
     return img
+
+
+def render_all(data: bytes, platforms, fmt: str, *, fit: str = "cover") -> list[imaging.RenderedImage]:
+    """What a worker does with one picture: decode and analyse once, render every platform."""
+    source = imaging.decode(data)
+    analysis = framing.analyse(source)
+    return [imaging.render(source, platform, fmt, analysis=analysis, fit=fit) for platform in platforms]
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +141,9 @@ def test_focal_crop_keeps_a_subject_near_the_edge_in_frame(size, subject, platfo
 
 
 def test_focal_point_finds_the_subject():
-    fx, fy = imaging.focal_point(subject_image((1200, 800), (950, 500, 1150, 750)))
+    fx, fy = framing.analyse(subject_image((1200, 800), (950, 500, 1150, 750))).focus
     assert 0.75 < fx < 0.98 and 0.6 < fy < 0.97
-    assert imaging.focal_point(Image.new("RGB", (300, 200), (10, 20, 30))) == (0.5, 0.5)
+    assert framing.analyse(Image.new("RGB", (300, 200), (10, 20, 30))).focus == (0.5, 0.5)
 
 
 def test_crop_box_is_the_largest_box_of_the_aspect_kept_inside_the_image():
@@ -259,13 +266,16 @@ def test_blurhash_decodes_to_the_images_colours_and_differs_between_images():
 
 
 def test_each_rendered_image_has_the_blurhash_of_its_own_crop():
-    data = encode(halves((1600, 400), (230, 20, 20), (20, 20, 230)))
-    focus_left = imaging.render(imaging.decode(data), PLATFORMS["instagram-post"], "jpeg",
-                                focus=(0.0, 0.5))
-    focus_right = imaging.render(imaging.decode(data), PLATFORMS["instagram-post"], "jpeg",
-                                 focus=(1.0, 0.5))
-    red = blurhash.decode(focus_left.blurhash, 4, 4)[2][2]
-    blue = blurhash.decode(focus_right.blurhash, 4, 4)[2][2]
+    def red_and_blue_with_subject_at(x: int) -> Image.Image:
+        img = halves((1600, 400), (230, 20, 20), (20, 20, 230))
+        img.paste(subject_image((120, 120), (0, 0, 120, 120)), (x, 140))
+        return img
+
+    post = PLATFORMS["instagram-post"]
+    on_the_left = imaging.render(red_and_blue_with_subject_at(100), post, "jpeg")
+    on_the_right = imaging.render(red_and_blue_with_subject_at(1380), post, "jpeg")
+    red = blurhash.decode(on_the_left.blurhash, 4, 4)[0][0]
+    blue = blurhash.decode(on_the_right.blurhash, 4, 4)[0][0]
     assert red[0] > red[2] and blue[2] > blue[0]
 
 

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from PIL import Image
 
-from snapasset import imaging
+from snapasset import framing, imaging
 from snapasset.imaging import RenderedImage
 from snapasset.platforms import Platform
 from workers.control import current_control
@@ -51,26 +51,26 @@ class InlineRenderer(Renderer):
 
     def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
         source = imaging.decode(data)           # now: a bad image fails the job here, not later
-        focus = imaging.focal_point(source)
-        return (imaging.render(source, platform, fmt, focus=focus) for platform in platforms)
+        analysis = framing.analyse(source)
+        return (imaging.render(source, platform, fmt, analysis=analysis) for platform in platforms)
 
 
-_SOURCES: OrderedDict[bytes, tuple[Image.Image, tuple[float, float]]] = OrderedDict()
+_SOURCES: OrderedDict[bytes, tuple[Image.Image, framing.Analysis]] = OrderedDict()
 _SOURCES_KEPT = 4
 
 
 def _render_one(digest: bytes, data: bytes, platform: Platform, fmt: str) -> RenderedImage:
-    """In a render process: the job's source is decoded (and its focus found) by the first of its
+    """In a render process: the job's source is decoded (and analysed) by the first of its
     platforms to reach this process, and kept for the next few."""
     if digest in _SOURCES:
         _SOURCES.move_to_end(digest)
     else:
         source = imaging.decode(data)
-        _SOURCES[digest] = (source, imaging.focal_point(source))
+        _SOURCES[digest] = (source, framing.analyse(source))
         while len(_SOURCES) > _SOURCES_KEPT:
             _SOURCES.popitem(last=False)
-    source, focus = _SOURCES[digest]
-    return imaging.render(source, platform, fmt, focus=focus)
+    source, analysis = _SOURCES[digest]
+    return imaging.render(source, platform, fmt, analysis=analysis)
 
 
 def render_processes(configured: int) -> int:
@@ -122,7 +122,7 @@ class RenderPool(Renderer):
         context = multiprocessing.get_context("forkserver")
         # the forkserver imports Pillow once; every render process is forked from it (no fork of
         # this multi-threaded process, and the imported pages are shared)
-        context.set_forkserver_preload(["snapasset.imaging"])
+        context.set_forkserver_preload(["snapasset.imaging", "snapasset.framing"])
         with _stop_signals_ignored():
             pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_ignore_stop_signals)
             # start every process now: memory is taken at boot, and a SIGTERM later finds them ignoring it
