@@ -31,6 +31,9 @@ class GeneratedImage:
     model: str
     revised_prompt: str | None = None
     usage: dict | None = field(default=None)
+    # What the picture shows, when the provider knows it: the local provider names the subject
+    # it drew ("cat", "landscape: mountains at sunset", "abstract"); models do not say.
+    subject: str | None = None
 
 
 class ImageProvider(Protocol):
