@@ -8,9 +8,11 @@ import time
 import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
+from snapasset import framing
 from snapasset.platforms import PLATFORMS
 from snapasset.providers.base import GeneratedImage, GenerationRequest
 from snapasset.providers.local import LocalProvider
+from snapasset.providers.local_subjects import SUBJECTS
 
 PROMPT = "A beautiful sunset over mountains"
 
@@ -116,3 +118,55 @@ def test_choose_size_fits_the_platforms():
     w, h = provider.choose_size([PLATFORMS["twitter-header"]])
     assert (w, h) == (1536, 512)
     assert provider.choose_size([PLATFORMS["instagram-post"]]) == (1536, 1536)
+
+
+# --------------------------------------------------------------------------- the prompt's subject
+
+@pytest.mark.parametrize("prompt, subject", [
+    ("A cat sleeping on a sofa", "cat"),
+    ("A cup of coffee on a wooden table", "coffee"),
+    ("Summer sale: 50% off running shoes", "sneaker"),
+    ("A rocket launching over the mountains", "rocket"),
+    ("Fresh pizza for the opening of our pizzeria", "pizza"),
+    ("A golden retriever puppy playing in the park", "dog"),
+    ("Portrait of a smiling woman", "person"),
+    ("Noise-cancelling headphones on a desk", "headphones"),
+    ("A beautiful sunset over mountains", "landscape: mountains at sunset"),
+    ("Quarterly results for our investors", "abstract"),
+])
+def test_the_picture_is_the_subject_the_prompt_names(prompt, subject):
+    assert generate(prompt).subject == subject
+
+
+def test_at_least_forty_subjects_across_animals_food_people_places_objects_and_products():
+    assert len(SUBJECTS) >= 40
+    assert {s.category for s in SUBJECTS.values()} == {"animal", "food", "person", "place", "object", "product"}
+    for name, subject in SUBJECTS.items():   # each is drawn for its own word, and looks like something
+        result = generate(f"A {subject.words[0]} for our campaign", 512, 512)
+        assert result.subject == name
+        assert ImageStat.Stat(pixels(result.data).convert("L")).stddev[0] > 20
+
+
+@pytest.mark.parametrize("prompt, where", [
+    ("A red car on the left", lambda fx, fy: fx < 0.42),
+    ("A cactus on the right, in the desert", lambda fx, fy: fx > 0.58),
+    ("A cat in the top left corner", lambda fx, fy: fx < 0.42 and fy < 0.45),
+    ("A birthday cake in the corner", lambda fx, fy: fx > 0.58 and fy > 0.55),
+    ("A lighthouse at night", lambda fx, fy: 0.35 < fx < 0.65),
+])
+def test_the_subject_goes_where_the_words_put_it(prompt, where):
+    fx, fy = framing.analyse(pixels(generate(prompt, 1536, 1024).data).convert("RGB")).focus
+    assert where(fx, fy), (fx, fy)
+
+
+def test_the_picture_is_drawn_at_the_size_asked_not_enlarged():
+    """Detail down to the pixel: a picture drawn at half size and enlarged has next to none
+    left once halved and enlarged again; one drawn at full size loses much more."""
+    def finest_detail(img: Image.Image) -> float:
+        round_trip = img.reduce(2).resize(img.size, Image.Resampling.BICUBIC)
+        return ImageStat.Stat(ImageChops.difference(img, round_trip)).mean[0]
+
+    large = pixels(generate("A red bicycle in the city", 1536, 1024).data).convert("L")
+    small = pixels(generate("A red bicycle in the city", 768, 512).data).convert("L")
+    enlarged = small.resize(large.size, Image.Resampling.BICUBIC)
+    assert finest_detail(large) > 2 * finest_detail(enlarged)

@@ -229,8 +229,8 @@ def paint(composition: Composition, width: int, height: int) -> Image.Image:
         raise ValueError("width and height must be positive")
     rng = random.Random(composition.seed)
     if composition.kind == "abstract":
-        canvas = _abstract(composition, rng, width, height)
-        _label(canvas, 0.5)
+        canvas, words_box = _abstract(composition, rng, width, height)
+        _label(canvas, words_box)
         return canvas
     subject = SUBJECTS.get(composition.subject) if composition.subject else None
     box = _subject_box(composition, width, height)
@@ -242,7 +242,9 @@ def paint(composition: Composition, width: int, height: int) -> Image.Image:
         canvas = _Landscape(composition, rng).paint(width, height, ground)
     if subject is not None:
         _paste_subject(canvas, subject, composition.hue, box)
-    _label(canvas, composition.x)
+        _label(canvas, box)
+    else:
+        _label(canvas, (0, 0, width, height))
     return canvas
 
 
@@ -304,8 +306,10 @@ def _studio(composition: Composition, width: int, height: int, floor: float) -> 
                            vignette.point(lambda v: max(0, v - 150) * 60 // 105))
 
 
-def _abstract(composition: Composition, rng: random.Random, width: int, height: int) -> Image.Image:
-    """The prompt's colours in overlapping soft discs and rings, its key words set large."""
+def _abstract(composition: Composition, rng: random.Random, width: int,
+              height: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """The prompt's colours in overlapping soft discs and rings, its key words set large; and
+    the box of the words."""
     base = composition.hue if composition.hue is not None else composition.seed % 360
     second = composition.second_hue if composition.second_hue is not None else base + rng.choice((40, 150, 180))
     hues = [base, second, base + rng.choice((-30, 30))]
@@ -345,7 +349,7 @@ def _abstract(composition: Composition, rng: random.Random, width: int, height: 
     for i, line in enumerate(lines):
         x = (width - d.textlength(line, font=font)) / 2
         d.text((x, y0 + i * line_h), line, font=font, fill=(250, 248, 240))
-    return canvas
+    return canvas, (round(x0 - pad), round(y0 - pad), round(x0 + block_w + pad), round(y0 + block_h + pad))
 
 
 class _Landscape:
@@ -490,15 +494,17 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _label(canvas: Image.Image, subject_x: float) -> None:
-    """Write the local-preview label at the bottom, under the subject so crops keep it."""
+def _label(canvas: Image.Image, subject: tuple[int, int, int, int]) -> None:
+    """Write the local-preview label just under the subject (inside the picture), so that it is
+    part of the subject's salient region: every crop that keeps the subject keeps the label,
+    and the label is never taken for the subject."""
     w, h = canvas.size
     font = _font(max(10, round(min(w, h) / 48)))
     d = ImageDraw.Draw(canvas)
     left, top, right, bottom = d.textbbox((0, 0), LABEL, font=font)
     pad = max(3, (bottom - top) // 3)
     box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
-    x = min(max(0, round(subject_x * w - box_w / 2)), max(0, w - box_w))
-    y = max(0, h - box_h - max(2, h // 60))
+    x = min(max(0, round((subject[0] + subject[2]) / 2 - box_w / 2)), max(0, w - box_w))
+    y = min(max(0, subject[3] - box_h // 2), max(0, h - box_h - max(2, h // 60)))
     d.rounded_rectangle((x, y, x + box_w, y + box_h), radius=pad, fill=(20, 20, 24))
     d.text((x + pad - left, y + pad - top), LABEL, font=font, fill=(245, 245, 245))
