@@ -35,7 +35,7 @@ _MAX_REGIONS = 6
 # A region reaches out from its seeds to cells above this share of the seeding level.
 _REACH = 0.5
 # ... and is seeded only where the map reaches this share of its peak, at least.
-_SEED_LEVEL = 0.3
+_SEED_LEVEL = 0.2
 _REACH_CELLS = 7   # ... within three cells of its seeds
 _RARE_COLOUR = 0.5  # ... and takes in colours at least this rare (0..1)
 # A frame may keep no less than this share of its source, nor enlarge it more than this (§5).
@@ -139,13 +139,15 @@ def _saliency(small: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     salient = detail_map * (_RARITY_FLOOR + rarity_map)
     # A band across the whole picture (a horizon, a ridge, a shoreline) is scenery: what every
     # row (column) holds across most of its length is taken off, so that an object standing on
-    # the horizon is not joined to it. The median ignores an object narrower than half the row.
-    band = np.maximum(np.median(salient, axis=1, keepdims=True), np.median(salient, axis=0, keepdims=True))
+    # the horizon is not joined to it. The low quantile ignores objects up to 70 % of a row wide.
+    band = np.maximum(np.quantile(salient, _BAND_QUANTILE, axis=1, keepdims=True),
+                      np.quantile(salient, _BAND_QUANTILE, axis=0, keepdims=True))
     return _normalised(np.clip(salient - band, 0, None)), rarity_map
 
 
 # How much a detailed area of the commonest colour still counts (1 would ignore colour).
 _RARITY_FLOOR = 0.3
+_BAND_QUANTILE = 0.3
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:
@@ -175,23 +177,10 @@ def _regions(saliency: np.ndarray, rarity: np.ndarray) -> tuple[tuple[Region, ..
     mask = Image.fromarray(np.where(reach, near_seeds, 0).astype(np.uint8))
     # close gaps of a cell, so that the parts of one object (a face's eyes and outline) join
     mask = np.asarray(mask.filter(ImageFilter.MaxFilter(3))) > 0
-    labels = np.zeros(mask.shape, dtype=np.int32)
+    labels = _label_cells(mask, seeds)
     found = []
-    for y, x in zip(*np.nonzero(seeds)):
-        if labels[y, x]:
-            continue
-        label = len(found) + 1
-        labels[y, x] = label
-        queue, cells = deque([(y, x)]), []
-        while queue:
-            cy, cx = queue.popleft()
-            cells.append((cy, cx))
-            for ny in (cy - 1, cy, cy + 1):
-                for nx in (cx - 1, cx, cx + 1):
-                    if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not labels[ny, nx]:
-                        labels[ny, nx] = label
-                        queue.append((ny, nx))
-        ys, xs = np.array(cells).T
+    for label in range(1, int(labels.max()) + 1):
+        ys, xs = np.nonzero(labels == label)
         found.append((float(saliency[ys, xs].sum()) / total, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1,
                       label))
     regions, subject_label = [], 0
@@ -205,6 +194,35 @@ def _regions(saliency: np.ndarray, rarity: np.ndarray) -> tuple[tuple[Region, ..
         if len(regions) == _MAX_REGIONS:
             break
     return tuple(regions), labels == subject_label if subject_label else np.zeros(labels.shape, dtype=bool)
+
+
+def _label_cells(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Number the 8-connected areas of ``mask`` that hold a seed (1, 2, ...; 0 elsewhere). A
+    breadth-first fill over a flat list with a border of empty cells: no bounds checks, and
+    only the masked cells are visited — a fraction of a millisecond on a 96-cell map."""
+    height, width = mask.shape
+    stride = width + 2
+    padded = np.zeros((height + 2, stride), dtype=bool)
+    padded[1:-1, 1:-1] = mask
+    open_cells = padded.ravel().tolist()
+    flat_labels = [0] * len(open_cells)
+    steps = (-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1)
+    label = 0
+    for y, x in zip(*np.nonzero(seeds & mask)):
+        start = (y + 1) * stride + x + 1
+        if flat_labels[start]:
+            continue
+        label += 1
+        flat_labels[start] = label
+        queue = deque((start,))
+        while queue:
+            cell = queue.popleft()
+            for step in steps:
+                neighbour = cell + step
+                if open_cells[neighbour] and not flat_labels[neighbour]:
+                    flat_labels[neighbour] = label
+                    queue.append(neighbour)
+    return np.array(flat_labels, dtype=np.int32).reshape(height + 2, stride)[1:-1, 1:-1]
 
 
 # --------------------------------------------------------------------------- frames
