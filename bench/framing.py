@@ -173,10 +173,13 @@ def main() -> None:
     analysis_ms = []
     for index in range(args.scenes):
         img, subject, kind = scene(index, args.seed)
-        started = time.perf_counter()   # the per-job analysis: the map once, a frame per platform
-        analysis = framing.analyse(img)
-        frames = [project_box(img, analysis, platform) for platform in platforms]
-        analysis_ms.append((time.perf_counter() - started) * 1000)
+        timings = []
+        for _ in range(3):   # the per-job analysis (the map once, a frame per platform), best of 3
+            started = time.perf_counter()
+            analysis = framing.analyse(img)
+            frames = [project_box(img, analysis, platform) for platform in platforms]
+            timings.append((time.perf_counter() - started) * 1000)
+        analysis_ms.append(min(timings))
         missed = []
         for platform, frame in zip(platforms, frames):
             pairs[kind] += 1
@@ -217,7 +220,7 @@ def main() -> None:
     print(f"| story subject in the safe band | {stories} | {cells} |")
     print(f"\nper-job analysis (saliency map + frames for {len(platforms)} platforms): median "
           f"{statistics.median(analysis_ms):.1f} ms, max {max(analysis_ms):.1f} ms "
-          f"({len(analysis_ms)} pictures of up to 1536 px)")
+          f"({len(analysis_ms)} pictures of up to 1536 px, best of 3 runs each)")
 
 
 if __name__ == "__main__":
