@@ -291,6 +291,9 @@ def _scores(analysis: Analysis, boxes: np.ndarray, safe_top: float, safe_bottom:
     fractions = boxes / [width, height, width, height]
     score = _W_MASS * _mass_inside(analysis.integral, fractions)
     score += _W_SCALE * box_w / full_w
+    if not analysis.regions:   # nothing stands out: the middle of the picture
+        score -= _W_CENTRED * (np.abs((left + right) / 2 - width / 2) / box_w
+                               + np.abs((top + bottom) / 2 - height / 2) / box_h)
     tolerance = 0.5   # a pixel's rounding is not a cut
     for index, region in enumerate(analysis.regions):
         r_left, r_right = region.left * width, region.right * width

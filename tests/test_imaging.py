@@ -10,7 +10,7 @@ import zlib
 
 import blurhash
 import pytest
-from PIL import Image, ImageDraw, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
 from snapasset import framing, imaging
 from snapasset.errors import InvalidImage
@@ -321,3 +321,40 @@ def test_size_for_aspect(aspect):
     assert w % 16 == 0 and h % 16 == 0
     assert max(w, h) == 1536
     assert w / h == pytest.approx(aspect, rel=0.03)
+
+
+# --------------------------------------------------------------------------- encoding choices
+
+def test_jpeg_is_progressive_and_optimised(scene_png):
+    out = render_all(scene_png, [PLATFORMS["twitter-post"]], "jpeg")[0]
+    img = opened(out)
+    assert img.info.get("progressive") or img.info.get("progression")
+    source = imaging.decode(scene_png)
+    plain = io.BytesIO()
+    imaging.frame(source, PLATFORMS["twitter-post"], framing.analyse(source)).save(plain, "JPEG", quality=out.quality)
+    assert out.size < len(plain.getvalue())   # the same pixels in fewer bytes
+
+
+def test_avif_outputs_decode_with_alpha_kept():
+    img = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse((100, 100, 300, 300), fill=(30, 160, 90, 255))
+    out = imaging.render(img, PLATFORMS["instagram-post"], "avif")
+    decoded = opened(out)
+    assert (decoded.format, decoded.size, out.content_type, out.extension) == ("AVIF", (1080, 1080), "image/avif", "avif")
+    assert decoded.convert("RGBA").getpixel((20, 20))[3] == 0
+    r, g, b, a = decoded.convert("RGBA").getpixel((540, 540))
+    assert a == 255 and g > r + 60 and g > b + 40
+
+
+def test_the_png_palette_fallback_is_dithered_so_a_sky_does_not_band():
+    sky = Image.linear_gradient("L").resize((600, 600))
+    sky = Image.merge("RGB", (sky.point(lambda v: 40 + v // 3), sky.point(lambda v: 90 + v // 2),
+                              sky.point(lambda v: 160 + v // 3)))
+    sky.paste(noise((600, 40)), (0, 560))   # enough detail that lossless PNG is over the cap
+    lossless = imaging.render(sky, Platform("roomy", "Roomy", 600, 600, 10**8), "png")
+    fitted = opened(imaging.render(sky, Platform("tight", "Tight", 600, 600, lossless.size * 2 // 3), "png"))
+    assert fitted.mode == "P"
+    seen = lambda img: img.convert("L").crop((0, 0, 600, 540)).filter(ImageFilter.GaussianBlur(2))  # noqa: E731
+    banded = sky.quantize(len(fitted.getcolors()), method=Image.Quantize.FASTOCTREE)
+    error = lambda img: ImageStat.Stat(ImageChops.difference(seen(img), seen(sky))).mean[0]  # noqa: E731
+    assert error(fitted) < error(banded) / 2
