@@ -10,6 +10,7 @@ Also the geometry used to choose what size to ask a model for (``best_aspect``,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import math
 import struct
@@ -26,7 +27,7 @@ from snapasset.platforms import Platform
 
 __all__ = [
     "FORMATS", "FITS", "MAX_PIXELS", "RenderedImage", "decode", "crop_box", "frame", "render",
-    "contain_layout", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
+    "contain_layout", "extension_canvas", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
 ]
 
 # Output format name → (content type, file extension without the dot).
@@ -215,6 +216,21 @@ def contain_layout(analysis: framing.Analysis, platform: Platform) -> tuple[int,
         wanted = top + (band_top + band_bottom) / 2 - centre
         top = _clamp(round(wanted), 0, platform.height - inner_h)
     return left, top, left + inner_w, top + inner_h
+
+
+def extension_canvas(img: Image.Image, analysis: framing.Analysis, platform: Platform,
+                     size: tuple[int, int]) -> bytes:
+    """For ``fit=extend``: the picture laid out as ``contain`` lays it out in the platform's
+    frame, on a canvas of ``size`` (a size the model paints at, of about the platform's aspect),
+    the rest transparent — a PNG that is both the image and the mask of an image edit."""
+    canvas_frame = dataclasses.replace(platform, width=size[0], height=size[1])
+    left, top, right, bottom = contain_layout(analysis, canvas_frame)
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    inner = img.convert("RGBA").resize((right - left, bottom - top), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    canvas.paste(inner, (left, top))
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG", compress_level=_PNG_FIRST_LEVEL)
+    return buf.getvalue()
 
 
 def frame(img: Image.Image, platform: Platform, analysis: framing.Analysis, fit: str = "cover") -> Image.Image:

@@ -289,3 +289,38 @@ def test_the_stubbed_image_is_a_real_png(openai_stub):
     data = provider.generate(request_for(provider, "instagram-post")).data
     assert data.startswith(b"\x89PNG")
     assert base64.b64encode(data)  # round-trips
+
+
+# -- fit=extend: painting the rest of the frame through the image-edit endpoint ------------------
+
+def test_extend_sends_the_picture_and_its_mask_to_the_edit_endpoint(openai_stub):
+    from snapasset import framing, imaging
+    from tests.stubs.openai_images import EDIT_PAINT, form_fields
+
+    provider = make_provider(openai_stub, model="gpt-image-2")
+    picture = Image.new("RGB", (1024, 1024), (40, 120, 200))
+    story = PLATFORMS["instagram-story"]
+    size = provider.choose_size([story])
+    canvas = imaging.extension_canvas(picture, framing.analyse(picture), story, size)
+    result = provider.extend(GenerationRequest("A lighthouse at dawn", *size), canvas, canvas)
+
+    assert len(openai_stub.edits) == 1 and not openai_stub.generations
+    fields = form_fields(openai_stub.edits[0])
+    assert fields["model"] == b"gpt-image-2" and fields["size"] == f"{size[0]}x{size[1]}".encode()
+    mask = Image.open(io.BytesIO(fields["mask"]))
+    assert mask.mode == "RGBA" and mask.size == size
+    assert mask.getpixel((size[0] // 2, 5))[3] == 0                   # above the picture: to paint
+    assert mask.getpixel((size[0] // 2, size[1] // 2))[3] == 255      # the picture: kept
+    painted = Image.open(io.BytesIO(result.data)).convert("RGB")
+    assert painted.size == size and result.provider == "openai"
+    assert painted.getpixel((size[0] // 2, 5)) == EDIT_PAINT
+    assert painted.getpixel((size[0] // 2, size[1] // 2)) == (40, 120, 200)
+
+
+def test_extend_failures_are_coded_like_generation_failures(openai_stub):
+    openai_stub.script([moderation_blocked()])
+    provider = make_provider(openai_stub, model="gpt-image-2")
+    png = io.BytesIO()
+    Image.new("RGBA", (1024, 1024)).save(png, "PNG")
+    with pytest.raises(ContentPolicyViolation):
+        provider.extend(GenerationRequest("A lighthouse at dawn", 1024, 1024), png.getvalue(), png.getvalue())

@@ -8,7 +8,8 @@ from typing import Protocol
 
 from snapasset.platforms import Platform
 
-__all__ = ["GenerationRequest", "GeneratedImage", "ImageProvider", "PartialImageCallback"]
+__all__ = ["GenerationRequest", "GeneratedImage", "ImageProvider", "ExtendingProvider", "PartialImageCallback",
+           "can_extend"]
 
 # Called with the bytes (PNG/JPEG/WebP) of a partial image while the model is still drawing.
 PartialImageCallback = Callable[[bytes], None]
@@ -46,3 +47,16 @@ class ImageProvider(Protocol):
     def generate(self, request: GenerationRequest, *,
                  on_partial: PartialImageCallback | None = None) -> GeneratedImage:
         """Draw one image. Raises snapasset.errors.JobFailure subclasses for known failures."""
+
+
+class ExtendingProvider(ImageProvider, Protocol):
+    """A provider that can also paint the part of a frame a picture does not cover
+    (SPEC §5, ``fit=extend``). Providers without ``extend`` get ``contain`` instead."""
+
+    def extend(self, request: GenerationRequest, image: bytes, mask: bytes) -> GeneratedImage:
+        """Paint ``image`` (PNG, request.width × request.height) where ``mask`` (PNG of the same
+        size) is fully transparent, keeping the rest; return the whole painted picture."""
+
+
+def can_extend(provider: ImageProvider) -> bool:
+    return callable(getattr(provider, "extend", None))

@@ -181,6 +181,22 @@ class OpenAIProvider:
 
     def generate(self, request: GenerationRequest, *,
                  on_partial: PartialImageCallback | None = None) -> GeneratedImage:
+        params = self._params(request)
+        # request.style is a DALL·E-era hint the GPT image models reject, so it is not sent.
+        stream = on_partial is not None and self._spec.streaming and self._partial_images > 0
+        if stream:
+            return self._failing_as_job_failures(lambda: self._generate_streaming(params, on_partial))
+        return self._failing_as_job_failures(
+            lambda: self._image_from(self._openai().images.generate(**params)))
+
+    def extend(self, request: GenerationRequest, image: bytes, mask: bytes) -> GeneratedImage:
+        """Paint the transparent part of ``image`` through the image-edit endpoint (``fit=extend``)."""
+        params = self._params(request)
+        params["image"] = ("picture.png", image, "image/png")
+        params["mask"] = ("mask.png", mask, "image/png")
+        return self._failing_as_job_failures(lambda: self._image_from(self._openai().images.edit(**params)))
+
+    def _params(self, request: GenerationRequest) -> dict:
         if request.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {sorted(QUALITIES)}, got {request.quality!r}")
         params = {
@@ -192,12 +208,11 @@ class OpenAIProvider:
         }
         if request.output_format in OUTPUT_FORMATS:
             params["output_format"] = request.output_format
-        # request.style is a DALL·E-era hint the GPT image models reject, so it is not sent.
-        stream = on_partial is not None and self._spec.streaming and self._partial_images > 0
+        return params
+
+    def _failing_as_job_failures(self, call):
         try:
-            if stream:
-                return self._generate_streaming(params, on_partial)
-            return self._generate_once(params)
+            return call()
         except JobFailure:
             raise
         except Exception as exc:
@@ -206,8 +221,7 @@ class OpenAIProvider:
                 raise
             raise failure from None
 
-    def _generate_once(self, params: dict) -> GeneratedImage:
-        response = self._openai().images.generate(**params)
+    def _image_from(self, response) -> GeneratedImage:
         first = response.data[0] if response.data else None
         data = _verified_image(first.b64_json if first else None, "image")
         usage = response.usage.model_dump(exclude_none=True) if response.usage is not None else None

@@ -1,4 +1,5 @@
-"""A local OpenAI Images API (``POST /v1/images/generations``) for the real ``openai`` client.
+"""A local OpenAI Images API (``POST /v1/images/generations`` and ``/v1/images/edits``) for the
+real ``openai`` client.
 
     stub = OpenAIImagesStub.start()
     stub.script([rate_limited(retry_after=7), success()])   # one reply per call, in order
@@ -7,7 +8,8 @@
     stub.requests[0].json["size"]; stub.stop()
 
 When the script runs out, every call gets ``success()``. Images are real PNGs of the size
-asked for (``auto`` → 1024x1024), so they decode with Pillow.
+asked for (``auto`` → 1024x1024), so they decode with Pillow. An edit answers with the image
+it was given, its fully transparent pixels painted ``EDIT_PAINT`` (what the model painted).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from dataclasses import dataclass, field
 from ._server import RecordedRequest, Reply, StubServer
 
 __all__ = ["OpenAIImagesStub", "Scripted", "success", "stream", "moderation_blocked", "rate_limited",
-           "server_error", "error", "garbage", "slow", "png_bytes"]
+           "server_error", "error", "garbage", "slow", "png_bytes", "form_fields", "EDIT_PAINT"]
 
+EDIT_PAINT = (255, 0, 200)
 DEFAULT_USAGE = {"input_tokens": 50, "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
                  "output_tokens": 4160, "total_tokens": 4210}
 
@@ -121,11 +124,17 @@ class OpenAIImagesStub(StubServer):
     def generations(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == "/v1/images/generations"]
 
+    @property
+    def edits(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v1/images/edits"]
+
     def _next(self) -> Scripted:
         with self._script_lock:
             return self._script.popleft() if self._script else success()
 
     def respond(self, request: RecordedRequest) -> Reply:
+        if request.method == "POST" and request.path == "/v1/images/edits":
+            return self._edit(request)
         if request.method != "POST" or request.path != "/v1/images/generations":
             return Reply.json({"error": {"message": f"Invalid URL ({request.method} {request.path})",
                                          "type": "invalid_request_error", "param": None, "code": None}}, 404)
@@ -160,6 +169,21 @@ class OpenAIImagesStub(StubServer):
             body["usage"] = scripted.usage
         return Reply.json(body, headers={"x-request-id": "req_stub"})
 
+    def _edit(self, request: RecordedRequest) -> Reply:
+        from PIL import Image
+
+        fields = form_fields(request)
+        scripted = self._next()
+        if scripted.kind == "error":
+            return Reply.json(scripted.body, scripted.status, scripted.headers)
+        image = Image.open(io.BytesIO(fields["image"])).convert("RGBA")
+        painted = Image.new("RGBA", image.size, EDIT_PAINT + (255,))
+        painted.alpha_composite(image)
+        buffer = io.BytesIO()
+        painted.convert("RGB").save(buffer, "PNG")
+        params = {"size": fields.get("size", b"auto").decode(), "quality": fields.get("quality", b"auto").decode()}
+        return self._success(params, success(image_b64=_b64(buffer.getvalue())))
+
     def _stream(self, params: dict, scripted: Scripted) -> Reply:
         width, height = self._size(params)
         common = {"background": "opaque", "created_at": int(time.time()),
@@ -181,3 +205,14 @@ class OpenAIImagesStub(StubServer):
 
 def _sse(event: dict) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def form_fields(request: RecordedRequest) -> dict[str, bytes]:
+    """The fields of a multipart/form-data request body, by name (files as their bytes)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=policy.default).parsebytes(head + request.body)
+    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.iter_parts()}
