@@ -277,46 +277,47 @@ def _soft_surround(img: Image.Image, inner: Image.Image, size: tuple[int, int],
     inner_box = (left // k, top // k, left // k + max(1, inner.width // k), top // k + max(1, inner.height // k))
     stretched = _stretch_edges(edge, inner_box)
     fade = _fade_mask(small, inner_box)
-    blended = Image.composite(stretched.filter(ImageFilter.GaussianBlur(radius / 3)),
-                              cover.convert(inner.mode), fade)
+    blended = Image.composite(stretched, cover.convert(inner.mode), fade)
     return blended.resize(size, Image.Resampling.BICUBIC)
 
 
 def _stretch_edges(canvas: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
-    """Repeat the outermost row/column of ``box`` across the canvas beyond each side."""
+    """Repeat the outermost row/column of ``box`` across the canvas beyond each side, each
+    softened along its length first (so the band is smooth, and nothing of the picture's
+    inside bleeds into it)."""
     left, top, right, bottom = box
     out = canvas.copy()
     width, height = canvas.size
+
+    def soft(strip: Image.Image, size: tuple[int, int]) -> Image.Image:
+        long_side = max(strip.size)
+        small = (max(1, strip.width * 6 // long_side), max(1, strip.height * 6 // long_side))
+        return strip.resize(small, Image.Resampling.BOX).resize(size, Image.Resampling.BICUBIC)
+
     if top > 0:
-        out.paste(canvas.crop((left, top, right, top + 1)).resize((right - left, top)), (left, 0))
+        out.paste(soft(canvas.crop((left, top, right, top + 1)), (right - left, top)), (left, 0))
     if bottom < height:
-        out.paste(canvas.crop((left, bottom - 1, right, bottom)).resize((right - left, height - bottom)),
+        out.paste(soft(canvas.crop((left, bottom - 1, right, bottom)), (right - left, height - bottom)),
                   (left, bottom))
     if left > 0:
-        out.paste(out.crop((left, 0, left + 1, height)).resize((left, height)), (0, 0))
+        out.paste(soft(out.crop((left, 0, left + 1, height)), (left, height)), (0, 0))
     if right < width:
-        out.paste(out.crop((right - 1, 0, right, height)).resize((width - right, height)), (right, 0))
+        out.paste(soft(out.crop((right - 1, 0, right, height)), (width - right, height)), (right, 0))
     return out
 
 
 def _fade_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
-    """255 at the picture's edge fading to 0 at the frame's edge: the stretched edge near the
-    seam, the blurred whole picture further out."""
+    """255 at the picture's edge fading to 0 the frame's short side away from it: the
+    stretched edge near the seam (all of a narrow band), the blurred whole picture further out."""
     width, height = size
     left, top, right, bottom = box
+    reach = max(1.0, float(min(width, height)))
     xs = np.arange(width, dtype=np.float32)
     ys = np.arange(height, dtype=np.float32)
-    fx = np.ones(width, dtype=np.float32)
-    fy = np.ones(height, dtype=np.float32)
-    if left > 0:
-        fx[:left] = xs[:left] / left
-    if right < width:
-        fx[right:] = (width - 1 - xs[right:]) / max(1, width - 1 - right)
-    if top > 0:
-        fy[:top] = ys[:top] / top
-    if bottom < height:
-        fy[bottom:] = (height - 1 - ys[bottom:]) / max(1, height - 1 - bottom)
-    return Image.fromarray(np.uint8(np.minimum.outer(fy, fx).clip(0, 1) * 255))
+    away_x = np.maximum(np.maximum(left - xs, xs - (right - 1)), 0)
+    away_y = np.maximum(np.maximum(top - ys, ys - (bottom - 1)), 0)
+    away = np.maximum.outer(away_y, away_x)
+    return Image.fromarray(np.uint8(np.clip(1 - away / reach, 0, 1) * 255))
 
 
 # --------------------------------------------------------------------------- rendering
