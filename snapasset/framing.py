@@ -43,9 +43,11 @@ MIN_KEPT_AREA = 0.75
 MAX_ENLARGEMENT = 1.25
 
 # What matters in a frame, most first. The weights are far apart so that each criterion
-# decides only among frames equal on the ones before it (a soft lexicographic order).
-_W_SAFE, _W_SUBJECT_WHOLE, _W_SUBJECT_KEPT, _W_OTHERS, _W_MASS, _W_CENTRED, _W_SCALE = (
-    400, 200, 60, 30, 8, 3, 2)
+# decides only among frames equal on the ones before it (a soft lexicographic order); the
+# scale (zooming in for a safe zone) costs more than centring, so a frame zooms only to clear
+# the platform's controls.
+_W_SAFE, _W_SUBJECT_WHOLE, _W_SUBJECT_KEPT, _W_OTHERS, _W_SCALE, _W_MASS, _W_CENTRED = (
+    400, 200, 60, 30, 20, 8, 3)
 
 
 @dataclass(frozen=True)
@@ -312,9 +314,9 @@ def _scores(analysis: Analysis, boxes: np.ndarray, safe_top: float, safe_bottom:
             off_y = np.abs((r_top + r_bottom) / 2 - (band_top + band_bottom) / 2) / box_h
             score -= _W_CENTRED * (off_x + off_y)
             if safe_top > 0 or safe_bottom > 0:
-                score += _W_SAFE * (whole & (r_top >= band_top - tolerance) & (r_bottom <= band_bottom + tolerance))
-                # when the subject cannot fit the band, as much of it inside as can be
-                score += _W_SAFE / 4 * (1 - off_y)
+                in_band = whole & (r_top >= band_top - tolerance) & (r_bottom <= band_bottom + tolerance)
+                # in the band; or, when it cannot be, as near the band's middle as can be
+                score += np.where(in_band, _W_SAFE, _W_SAFE / 4 * (1 - off_y))
         else:
             # another object: a bonus for keeping it whole, a penalty for cutting it near its middle
             score += _W_OTHERS * region.mass * np.where(whole, 1.0, -np.minimum(kept, 1 - kept))
