@@ -105,8 +105,12 @@ class SnapAssetClient:
 
     def create_job(self, prompt: str, platforms: Iterable[str] | str, *,
                    options: dict[str, Any] | None = None, user_id: str | None = None,
-                   webhook_url: str | None = None, idempotency_key: str | None = None) -> Job:
+                   webhook_url: str | None = None, idempotency_key: str | None = None,
+                   fit: str | None = None) -> Job:
         """Queue a generation job (``POST /api/jobs``).
+
+        ``fit`` (``cover``, ``contain`` or ``extend``) is ``options["fit"]``: how
+        each picture fills a platform's frame.
 
         With retries enabled and no ``idempotency_key`` given, one is generated
         so that a retry after a lost answer returns the same job instead of
@@ -116,6 +120,8 @@ class SnapAssetClient:
             "prompt": prompt,
             "platforms": [platforms] if isinstance(platforms, str) else list(platforms),
         }
+        if fit is not None:
+            options = {**(options or {}), "fit": fit}
         for key, value in (("options", options), ("userId", user_id),
                            ("webhookUrl", webhook_url)):
             if value is not None:

@@ -47,6 +47,7 @@ class Image:
     size: int | None
     format: str | None
     blurhash: str | None
+    source_index: int | None = None   # which of the job's pictures it was cut from (0-based)
     raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -54,7 +55,7 @@ class Image:
         return cls(platform=data.get("platform"), platform_id=data.get("platformId"),
                    url=data.get("url"), width=data.get("width"), height=data.get("height"),
                    size=data.get("size"), format=data.get("format"),
-                   blurhash=data.get("blurhash"), raw=data)
+                   blurhash=data.get("blurhash"), source_index=data.get("sourceIndex"), raw=data)
 
 
 @dataclass

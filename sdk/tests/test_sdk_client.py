@@ -27,7 +27,7 @@ COMPLETED = {
                "images": [{"platform": "Instagram Post", "platformId": "instagram-post",
                            "url": "https://cdn.test/1.jpg", "width": 1080, "height": 1080,
                            "size": 245000, "format": "jpeg", "blurhash": "LKO2?U%2Tw=w",
-                           "futureField": 1}],
+                           "sourceIndex": 0, "futureField": 1}],
                "revisedPrompt": "A sunset", "provider": "local", "model": "local-v1"},
     "someNewField": {"ignored": True},
 }
@@ -110,6 +110,15 @@ def test_create_job_sends_the_documented_body_and_headers(client, mocked):
     assert job.status_url == f"/api/jobs/{JOB_ID}"
 
 
+def test_create_job_fit_is_sent_as_an_option(client, mocked):
+    mocked.post(f"{BASE}/api/jobs", status=201, json={"jobId": JOB_ID, "status": "queued"})
+    client.create_job("A beautiful sunset over mountains", "instagram-story", fit="contain")
+    client.create_job("A beautiful sunset over mountains", "instagram-story", fit="extend",
+                      options={"format": "avif"})
+    assert sent_json(mocked.calls[0])["options"] == {"fit": "contain"}
+    assert sent_json(mocked.calls[1])["options"] == {"format": "avif", "fit": "extend"}
+
+
 def test_create_job_sends_only_what_was_given(client, mocked):
     mocked.post(f"{BASE}/api/jobs", status=201, json={"jobId": JOB_ID, "status": "queued"})
     client.create_job("A beautiful sunset over mountains", "instagram-post")
@@ -147,7 +156,8 @@ def test_get_job_reads_every_field(client, mocked):
         success=True, generation_id="g-1", revised_prompt="A sunset", provider="local",
         model="local-v1", images=[Image(platform="Instagram Post", platform_id="instagram-post",
                                         url="https://cdn.test/1.jpg", width=1080, height=1080,
-                                        size=245000, format="jpeg", blurhash="LKO2?U%2Tw=w")])
+                                        size=245000, format="jpeg", blurhash="LKO2?U%2Tw=w",
+                                        source_index=0)])
     assert job.raw["someNewField"] == {"ignored": True}
 
 
