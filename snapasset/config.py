@@ -51,6 +51,7 @@ class Env:
     JOB_TTL = "SNAPASSET_JOB_TTL"
     WORKER_CONCURRENCY = "SNAPASSET_WORKER_CONCURRENCY"
     RENDER_PROCESSES = "SNAPASSET_RENDER_PROCESSES"
+    MAX_SOURCES = "SNAPASSET_MAX_SOURCES"
     SSE_HEARTBEAT = "SNAPASSET_SSE_HEARTBEAT"
     SECRET_KEY = "SNAPASSET_SECRET_KEY"
     METRICS_TOKEN = "SNAPASSET_METRICS_TOKEN"
@@ -159,6 +160,7 @@ class Settings:
     job_ttl: int = 7 * 24 * 3600
     worker_concurrency: int = 64       # jobs in flight per worker process; sized for a 512 MB dyno (bench/worker_concurrency.py)
     render_processes: int = 0          # 0 → one per core
+    max_sources: int = 3               # pictures asked of the model per job, one per shape family (SPEC §5)
     sse_heartbeat: float = 15.0
     secret_key: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
@@ -221,6 +223,7 @@ class Settings:
             job_ttl=_int(env, Env.JOB_TTL, 7 * 24 * 3600, 60),
             worker_concurrency=_int(env, Env.WORKER_CONCURRENCY, 64, 1),
             render_processes=_int(env, Env.RENDER_PROCESSES, 0),
+            max_sources=_int(env, Env.MAX_SOURCES, 3, 1),
             sse_heartbeat=_float(env, Env.SSE_HEARTBEAT, 15.0),
             secret_key=env.get(Env.SECRET_KEY) or None,
             metrics_token=env.get(Env.METRICS_TOKEN) or None,

@@ -15,6 +15,7 @@ def test_defaults_match_the_spec():
     assert (s.rate_limit, s.job_rate_limit, s.max_active_jobs) == ("100 per 15 minutes", "20 per hour", 5)
     assert (str(s.media_dir), str(s.database), s.supabase_bucket) == ("media", "snapasset.db", "generated-images")
     assert s.retry_intervals == [10, 40]   # 3 attempts, exponential backoff
+    assert s.max_sources == 3 and Settings.from_env({"SNAPASSET_MAX_SOURCES": "1"}).max_sources == 1
 
 
 def test_openai_key_selects_openai():
@@ -31,6 +32,7 @@ def test_openai_key_selects_openai():
     ({"SNAPASSET_API_KEYS": "ci:short:jobs"}, "at least 16"),
     ({"SNAPASSET_API_KEYS": "ci:0123456789abcdef0123:root"}, "unknown scope"),
     ({"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_SERVICE_ROLE_KEY"),
+    ({"SNAPASSET_MAX_SOURCES": "0"}, "SNAPASSET_MAX_SOURCES"),
 ])
 def test_bad_configuration_is_one_clear_line(env, words):
     with pytest.raises(ConfigError) as caught:
