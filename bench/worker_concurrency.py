@@ -190,7 +190,7 @@ def pool_throughput(processes: int, jobs: int, platform_ids: list[str], per_plat
             from snapasset.platforms import get_platform
             from workers.rendering import _render_one
             digests = [uuid.uuid4().bytes for _ in range(jobs)]   # each job a distinct source for the cache
-            tasks = [pool.submit(_render_one, digest, data, get_platform(p), "jpeg")
+            tasks = [pool.submit(_render_one, digest, data, get_platform(p), "jpeg", "cover")
                      for digest in digests for p in platform_ids]
             return len([task.result() for task in tasks]) / (time.perf_counter() - started)
         else:

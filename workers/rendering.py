@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 class Renderer:
     """The port the pipeline renders through."""
 
-    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
+    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str,
+                    fit: str = "cover") -> Iterator[RenderedImage]:
         """One rendered image per platform, in their order, each as soon as it is ready."""
         raise NotImplementedError
 
@@ -49,17 +50,18 @@ class Renderer:
 class InlineRenderer(Renderer):
     """Renders in the calling thread (the forking worker, in-process test runs, the CLI)."""
 
-    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
+    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str,
+                    fit: str = "cover") -> Iterator[RenderedImage]:
         source = imaging.decode(data)           # now: a bad image fails the job here, not later
         analysis = framing.analyse(source)
-        return (imaging.render(source, platform, fmt, analysis=analysis) for platform in platforms)
+        return (imaging.render(source, platform, fmt, analysis=analysis, fit=fit) for platform in platforms)
 
 
 _SOURCES: OrderedDict[bytes, tuple[Image.Image, framing.Analysis]] = OrderedDict()
 _SOURCES_KEPT = 4
 
 
-def _render_one(digest: bytes, data: bytes, platform: Platform, fmt: str) -> RenderedImage:
+def _render_one(digest: bytes, data: bytes, platform: Platform, fmt: str, fit: str) -> RenderedImage:
     """In a render process: the job's source is decoded (and analysed) by the first of its
     platforms to reach this process, and kept for the next few."""
     if digest in _SOURCES:
@@ -70,7 +72,7 @@ def _render_one(digest: bytes, data: bytes, platform: Platform, fmt: str) -> Ren
         while len(_SOURCES) > _SOURCES_KEPT:
             _SOURCES.popitem(last=False)
     source, analysis = _SOURCES[digest]
-    return imaging.render(source, platform, fmt, analysis=analysis)
+    return imaging.render(source, platform, fmt, analysis=analysis, fit=fit)
 
 
 def render_processes(configured: int) -> int:
@@ -131,11 +133,12 @@ class RenderPool(Renderer):
                 future.result()
         return pool
 
-    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str) -> Iterator[RenderedImage]:
+    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str,
+                    fit: str = "cover") -> Iterator[RenderedImage]:
         digest = hashlib.blake2b(data, digest_size=16).digest()
-        return self._collect(digest, data, list(platforms), fmt, self._submit(digest, data, platforms, fmt))
+        return self._collect(digest, data, list(platforms), fmt, fit, self._submit(digest, data, platforms, fmt, fit))
 
-    def _collect(self, digest: bytes, data: bytes, platforms: list[Platform], fmt: str,
+    def _collect(self, digest: bytes, data: bytes, platforms: list[Platform], fmt: str, fit: str,
                  futures: list[Future]) -> Iterator[RenderedImage]:
         try:
             for index in range(len(platforms)):
@@ -144,15 +147,16 @@ class RenderPool(Renderer):
                 except BrokenProcessPool:
                     # a render process died (e.g. killed for memory): a new pool, and once more
                     self._replace(self._pool)
-                    futures[index:] = self._submit(digest, data, platforms[index:], fmt)
+                    futures[index:] = self._submit(digest, data, platforms[index:], fmt, fit)
                     yield self._wait(futures[index])
         finally:
             for future in futures:   # an abandoned job's renders that have not started never run
                 future.cancel()
 
-    def _submit(self, digest: bytes, data: bytes, platforms: Sequence[Platform], fmt: str) -> list[Future]:
+    def _submit(self, digest: bytes, data: bytes, platforms: Sequence[Platform], fmt: str,
+                fit: str) -> list[Future]:
         pool = self._pool
-        return [pool.submit(_render_one, digest, data, platform, fmt) for platform in platforms]
+        return [pool.submit(_render_one, digest, data, platform, fmt, fit) for platform in platforms]
 
     @staticmethod
     def _wait(future: Future) -> RenderedImage:
