@@ -24,6 +24,7 @@ from snapasset import framing, imaging  # noqa: E402
 from snapasset.platforms import PLATFORMS  # noqa: E402
 from snapasset.providers.base import GenerationRequest  # noqa: E402
 from snapasset.providers.local import LocalProvider  # noqa: E402
+from snapasset.schema import FITS  # noqa: E402
 
 PLATFORM_IDS = ["instagram-post", "instagram-story", "twitter-post", "facebook-post"]
 PROMPTS = [
@@ -42,7 +43,7 @@ CELL_HEIGHT = 300
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/contact-sheet.png"))
-    parser.add_argument("--fit", default="cover", choices=imaging.FITS)
+    parser.add_argument("--fit", default="cover", choices=FITS)
     parser.add_argument("prompts", nargs="*")
     args = parser.parse_args()
     prompts = args.prompts or PROMPTS

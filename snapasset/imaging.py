@@ -24,9 +24,10 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from snapasset import framing
 from snapasset.errors import InvalidImage
 from snapasset.platforms import Platform
+from snapasset.schema import FITS
 
 __all__ = [
-    "FORMATS", "FITS", "MAX_PIXELS", "RenderedImage", "decode", "crop_box", "frame", "render",
+    "FORMATS", "MAX_PIXELS", "RenderedImage", "decode", "crop_box", "frame", "render",
     "contain_layout", "extension_canvas", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
 ]
 
@@ -37,10 +38,9 @@ FORMATS: dict[str, tuple[str, str]] = {
     "webp": ("image/webp", "webp"),
     "avif": ("image/avif", "avif"),
 }
-# How a picture fills a platform's frame (SPEC §5): cut around the subject, the whole picture
-# on a soft extension of its edges, or the model painting the rest (done before rendering,
-# by the provider; rendered as contain).
-FITS = ("cover", "contain", "extend")
+# How a picture fills a platform's frame (schema.FITS, SPEC §5): cut around the subject
+# (cover), the whole picture on a soft extension of its edges (contain), or the model painting
+# the rest (extend: done by the provider before rendering; rendered as contain otherwise).
 _FORMAT_ALIASES = {"jpg": "jpeg"}
 
 # Largest input accepted. Image models return a few megapixels (4K is 8.3 MP); anything far

@@ -7,7 +7,7 @@ from __future__ import annotations
 from snapasset.errors import ErrorCode
 from snapasset.jobrecord import EventType, Stage, Status
 from snapasset.platforms import PLATFORMS
-from snapasset.schema import FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES
+from snapasset.schema import FITS, FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES
 
 __all__ = ["build_document", "OPENAPI_VERSION"]
 
@@ -77,6 +77,9 @@ def _schemas() -> dict:
             "size": {"type": "integer", "description": "Bytes."},
             "format": {"type": "string", "enum": list(FORMATS_ALLOWED)},
             "blurhash": {"type": "string", "description": "A BlurHash placeholder of the image."},
+            "sourceIndex": {"type": "integer", "minimum": 0,
+                            "description": "Which of the job's pictures (one per shape family, in the order "
+                                           "they were drawn) the image was cut from."},
         },
     }
     return {
@@ -112,6 +115,11 @@ def _schemas() -> dict:
                             "description": "`standard` and `hd` are accepted as `medium` and `high`."},
                 "style": {"type": "string", "enum": list(STYLES)},
                 "format": {"type": "string", "enum": list(FORMATS_ALLOWED), "default": "jpeg"},
+                "fit": {"type": "string", "enum": list(FITS), "default": "cover",
+                        "description": "`cover`: fill the frame, cut around the subject. `contain`: the whole "
+                                       "picture, the rest of the frame a soft extension of its edges. `extend`: "
+                                       "the model paints the rest where it can edit with a mask, else as "
+                                       "`contain`."},
             },
         },
         "JobRequest": {

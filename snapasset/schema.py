@@ -10,15 +10,16 @@ from urllib.parse import urlsplit
 from snapasset.errors import APIError, ErrorCode
 from snapasset.platforms import PLATFORMS
 
-__all__ = ["JobRequest", "parse_job_request", "QUALITY_ALIASES", "FORMATS_ALLOWED", "invalid"]
+__all__ = ["JobRequest", "parse_job_request", "QUALITY_ALIASES", "FORMATS_ALLOWED", "FITS", "invalid"]
 
 PROMPT_MIN, PROMPT_MAX = 10, 4000
 QUALITIES = ("low", "medium", "high", "auto")
 QUALITY_ALIASES = {"standard": "medium", "hd": "high"}  # accepted from older clients
 STYLES = ("vivid", "natural")
-FORMATS_ALLOWED = ("jpeg", "png", "webp")
+FORMATS_ALLOWED = ("jpeg", "png", "webp", "avif")
+FITS = ("cover", "contain", "extend")   # how a picture fills a platform's frame (SPEC §5)
 TOP_FIELDS = {"userId", "prompt", "platforms", "options", "webhookUrl"}
-OPTION_FIELDS = {"quality", "style", "format"}
+OPTION_FIELDS = {"quality", "style", "format", "fit"}
 
 
 def invalid(details: dict[str, str], message: str | None = None) -> APIError:
@@ -136,4 +137,10 @@ def _parse_options(options, details: dict) -> dict:
         details["options.format"] = f"must be one of {', '.join(FORMATS_ALLOWED)}"
     else:
         parsed["format"] = fmt
+    fit = options.get("fit")
+    if fit is not None:
+        if fit not in FITS:
+            details["options.fit"] = f"must be one of {', '.join(FITS)}"
+        else:
+            parsed["fit"] = fit
     return parsed

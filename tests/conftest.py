@@ -123,7 +123,8 @@ def settings_env(settings: Settings) -> dict:
         Env.PUBLIC_URL: settings.public_url or "", Env.PROVIDER: settings.provider,
         Env.LOCAL_LATENCY: str(settings.local_latency), Env.RATE_LIMIT: settings.rate_limit,
         Env.JOB_RATE_LIMIT: settings.job_rate_limit, Env.MAX_ACTIVE_JOBS: str(settings.max_active_jobs),
-        Env.SSE_HEARTBEAT: str(settings.sse_heartbeat), "PYTHONUNBUFFERED": "1",
+        Env.SSE_HEARTBEAT: str(settings.sse_heartbeat), Env.MAX_SOURCES: str(settings.max_sources),
+        "PYTHONUNBUFFERED": "1",
     })
     return env
 

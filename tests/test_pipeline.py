@@ -12,7 +12,7 @@ from tests.conftest import job_history, wait_for
 
 PROMPT = "A lighthouse on a rocky coast at sunset"
 STAGE_ORDER = ["starting", "generating", "downloading", "saving", "processing"]
-PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 
 
 def create(client, auth, platforms, **options):
@@ -100,6 +100,25 @@ def test_every_platform_fits(client, auth, worker_process):
         platform = PLATFORMS[image["platformId"]]
         assert (image["width"], image["height"]) == (platform.width, platform.height)
         assert image["size"] <= platform.max_bytes
+
+
+def test_a_contain_job_in_avif_shows_the_whole_picture_from_one_picture_per_shape(client, auth, worker_process):
+    platforms = ["instagram-story", "twitter-header", "facebook-post", "og-image"]
+    created = create(client, auth, platforms, fit="contain", format="avif")
+    worker_process()
+    job, _ = watch(client, auth, created["jobId"])
+    assert job["status"] == "completed", job
+    assert job["data"]["options"]["fit"] == "contain"
+    images = job["result"]["images"]
+    assert [image["platformId"] for image in images] == platforms
+    # the story, the 3:1 header and the two link cards: three shapes, three pictures; the two
+    # link cards share theirs
+    assert [image["sourceIndex"] for image in images] == [0, 1, 2, 2]
+    for image in images:
+        platform = PLATFORMS[image["platformId"]]
+        decoded = Image.open(io.BytesIO(client.get(image["url"].removeprefix("http://testserver")).data))
+        assert decoded.format == "AVIF" and image["format"] == "avif"
+        assert decoded.size == (platform.width, platform.height)
 
 
 def test_failed_attempt_is_retried_after_a_delay(client, auth, settings, worker_process, redis_handle):

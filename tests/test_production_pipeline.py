@@ -19,14 +19,15 @@ import requests
 from PIL import Image
 from standardwebhooks import Webhook
 
-from snapasset import create_app
+from snapasset import create_app, framing
 from snapasset.config import Env, Settings
 from snapasset.jobs import open_webhook_queue
 from snapasset.platforms import PLATFORMS
 from snapasset.records.sqlite import SqliteRecords
 from tests.conftest import job_history, ROOT, TEST_JWT_SECRET, settings_env, stop_process, wait_for
 from tests.stubs.openai_images import (
-    DEFAULT_USAGE, OpenAIImagesStub, garbage, moderation_blocked, rate_limited, server_error, slow, stream,
+    DEFAULT_USAGE, EDIT_PAINT, OpenAIImagesStub, form_fields, garbage, moderation_blocked, rate_limited, server_error,
+    slow, stream,
 )
 from tests.stubs.supabase import SupabaseStub
 from tests.stubs.webhook_receiver import WebhookReceiver
@@ -37,7 +38,7 @@ PROMPT = "A lighthouse on a rocky coast at sunset"
 BUCKET = "generated-images"
 SERVICE_KEY = "service-role-test-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"a-32-byte-secret-for-the-tests!!").decode()
-PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 
 
 # -- the stack: stubs and worker processes shared by the module ------------------------------
@@ -108,7 +109,10 @@ def _stop_worker(proc, log) -> None:
 
 @pytest.fixture(scope="module")
 def main_worker(settings, openai_stub, supabase_stub, tmp_path_factory):
-    env = {**openai_env(openai_stub), **supabase_env(supabase_stub), **webhook_env(allow_private=True)}
+    # one picture per job (SNAPASSET_MAX_SOURCES=1): the tests on this worker count one model call
+    # per attempt; the strict worker draws one per shape family, the default
+    env = {**openai_env(openai_stub), **supabase_env(supabase_stub), **webhook_env(allow_private=True),
+           Env.MAX_SOURCES: "1"}
     proc, log = _start_worker(settings, env, tmp_path_factory.mktemp("logs") / "main-worker.log")
     yield proc
     _stop_worker(proc, log)
@@ -272,6 +276,51 @@ def test_streamed_partial_images_reach_clients_as_previews(strict_client, auth, 
                                   lambda url: strict_client.get(url.removeprefix("http://testserver")).data)
     generation = SqliteRecords(strict_settings.database).get_generation(job["result"]["generationId"])
     assert generation["model"] == "gpt-image-2" and generation["usage"] == DEFAULT_USAGE
+
+
+def test_the_readme_job_draws_one_picture_per_shape_and_enlarges_nothing_past_125(
+        strict_client, auth, strict_settings, strict_worker, openai_stub):
+    platforms = ["instagram-post", "instagram-story", "twitter-post", "facebook-post"]
+    job_id = create(strict_client, auth, platforms)
+    job, _, history = finish(strict_client, auth, job_id)
+
+    assert job["status"] == "completed", job
+    calls = openai_stub.generations
+    assert 1 < len(calls) <= 3
+    sizes = [tuple(map(int, call.json["size"].split("x"))) for call in calls]
+    images = job["result"]["images"]
+    assert [image["platformId"] for image in images] == platforms
+    assert sorted({image["sourceIndex"] for image in images}) == list(range(len(calls)))
+    for image in images:
+        platform = PLATFORMS[image["platformId"]]
+        source_w, source_h = sizes[image["sourceIndex"]]
+        box_w, box_h = framing.cover_box((source_w, source_h), platform.width, platform.height)
+        assert platform.width / box_w <= 1.25 + 1e-9, (image["platformId"], sizes[image["sourceIndex"]])
+        assert box_w * box_h >= 0.75 * source_w * source_h, (image["platformId"], sizes[image["sourceIndex"]])
+    # one job: progress never goes back across the model calls, and one generation row with their usage
+    progress = [e["progress"] for e in history if "progress" in e]
+    assert progress == sorted(progress) and progress[-1] == 100
+    assert job["logs"].count(f"Generating image with gpt-image-2...") == 1
+    generation = SqliteRecords(strict_settings.database).get_generation(job["result"]["generationId"])
+    assert generation["usage"]["total_tokens"] == len(calls) * DEFAULT_USAGE["total_tokens"]
+
+
+def test_fit_extend_has_the_model_paint_the_rest_of_the_frame(strict_client, auth, strict_worker, openai_stub):
+    # one picture (16:9) for both; the 1.91:1 link card is wider, so its sides are painted
+    platforms = ["twitter-post", "facebook-post"]
+    job_id = create(strict_client, auth, platforms, fit="extend", format="png")
+    job, _, _ = finish(strict_client, auth, job_id)
+
+    assert job["status"] == "completed", job
+    assert len(openai_stub.generations) == 1
+    [edit] = openai_stub.edits
+    width, height = map(int, form_fields(edit)["size"].decode().split("x"))
+    assert width / height == pytest.approx(1200 / 630, rel=0.05)
+    fetch = lambda url: strict_client.get(url.removeprefix("http://testserver")).data  # noqa: E731
+    twitter, facebook = (Image.open(io.BytesIO(fetch(i["url"]))).convert("RGB") for i in job["result"]["images"])
+    assert facebook.getpixel((3, 315)) == pytest.approx(EDIT_PAINT, abs=12)          # painted by the model
+    assert facebook.getpixel((1196, 315)) == pytest.approx(EDIT_PAINT, abs=12)
+    assert twitter.getpixel((3, 337)) != pytest.approx(EDIT_PAINT, abs=12)          # its own shape: not edited
 
 
 def test_moderation_refusal_fails_at_once_without_retry(client, auth, main_worker, openai_stub):

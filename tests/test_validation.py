@@ -40,6 +40,7 @@ def queue(app, settings, redis_handle):
     ({**GOOD, "options": {"quality": "ultra"}}, "options.quality"),
     ({**GOOD, "options": {"format": "gif"}}, "options.format"),
     ({**GOOD, "options": {"style": "grim"}}, "options.style"),
+    ({**GOOD, "options": {"fit": "stretch"}}, "options.fit"),
     ({**GOOD, "options": {"dpi": 300}}, "options.dpi"),
     ({**GOOD, "options": "hd"}, "options"),
     ({**GOOD, "webhookUrl": "ftp://example.com/x"}, "webhookUrl"),
@@ -81,6 +82,14 @@ def test_old_quality_words_are_accepted(client, auth, settings, redis_handle):
         job = client.get(f"/api/jobs/{r.json['jobId']}", headers=auth).json
         assert job["data"]["options"]["quality"] == meant
         assert job["data"]["options"]["format"] == "jpeg"
+
+
+@pytest.mark.parametrize("fit", ["cover", "contain", "extend"])
+def test_fit_and_avif_are_accepted_and_kept(client, auth, fit):
+    r = client.post("/api/jobs", json={**GOOD, "options": {"fit": fit, "format": "avif"}}, headers=auth)
+    assert r.status_code == 201, r.json
+    job = client.get(f"/api/jobs/{r.json['jobId']}", headers=auth).json
+    assert (job["data"]["options"]["fit"], job["data"]["options"]["format"]) == (fit, "avif")
 
 
 def test_prompt_is_trimmed(client, auth):

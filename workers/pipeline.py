@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Iterator
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from snapasset import imaging, jobrecord, keys
+from snapasset import framing, imaging, jobrecord, keys
 from snapasset.jobrecord import Stage
 from snapasset.errors import ErrorCode, JobCancelled, JobFailure
 from snapasset.platforms import Platform, get_platform
-from snapasset.providers import GenerationRequest
+from snapasset.imaging import RenderedImage
+from snapasset.providers import GeneratedImage, GenerationRequest
+from snapasset.providers.base import can_extend
 from snapasset.records import GenerationRecord, ImageRecord
 from snapasset.storage import object_key
 from workers.bootstrap import WorkerContext, current_context
@@ -28,6 +31,9 @@ __all__ = ["run_generation", "Generation", "generation_id_for", "discard_outputs
 log = logging.getLogger(__name__)
 
 GENERATION_NAMESPACE = uuid.UUID("6f1c1d1e-5a5e-4c8b-9a57-1e2a7d0c5a11")
+# Under fit=extend, a platform that contain would leave less than this share of its frame to
+# fill is rendered as contain: a model call is not worth a sliver.
+EXTEND_MIN_GAP = 0.03
 
 
 def generation_id_for(job_id: str) -> str:
@@ -114,33 +120,31 @@ class Generation:
     def _run(self) -> dict:
         provider = self.ctx.provider
         self.report(0, Stage.STARTING, "Starting image generation...")
-        width, height = provider.choose_size(self.platforms)
-        request = GenerationRequest(prompt=self.payload["prompt"], width=width, height=height,
-                                    quality=self.options.get("quality", "auto"), style=self.options.get("style"))
+        # one picture per shape family (SPEC §5): 1 to SNAPASSET_MAX_SOURCES model calls
+        plans = framing.plan_sources(self.platforms, provider.choose_size, self.ctx.settings.max_sources)
         self.report(10, Stage.GENERATING, f"Generating image with {provider.model}...")
-        previews = iter(range(12, 30, 4))
-
-        def on_partial(data: bytes) -> None:
-            self.report(next(previews, 28), Stage.GENERATING, preview=imaging.preview_data_url(data))
-
-        generated = provider.generate(request, on_partial=on_partial)
+        sources = [self._generate(plan, index, len(plans)) for index, plan in enumerate(plans)]
         self.report(30, Stage.GENERATING, "Image generated successfully")
 
         self.report(30, Stage.DOWNLOADING, "Downloading image...")
-        # decoded once; each platform rendered in a render process when the worker has a pool
-        renders = self.ctx.renderer.render_each(generated.data, self.platforms, self.format)
+        renders, extensions = self._renders(plans, sources)
 
         self.report(40, Stage.SAVING, "Saving to database...")
+        first = sources[0]
         record = GenerationRecord(
             id=self.generation_id, job_id=self.job.id, user_id=self.user_id, prompt=self.payload["prompt"],
-            platforms=[p.id for p in self.platforms], options=self.options, provider=generated.provider,
-            model=generated.model, revised_prompt=generated.revised_prompt, usage=generated.usage)
+            platforms=[p.id for p in self.platforms], options=self.options, provider=first.provider,
+            model=first.model, revised_prompt=first.revised_prompt,
+            usage=total_usage([g.usage for g in sources + extensions]))
         self.ctx.records.save_generation(record)
 
+        source_of = {platform.id: index for index, plan in enumerate(plans) for platform in plan.platforms}
         images = []
         share = 50 / len(self.platforms)
-        for index, (platform, rendered) in enumerate(zip(self.platforms, renders)):
+        for index, platform in enumerate(self.platforms):
             self.report(50 + index * share, Stage.PROCESSING, f"Processing {platform.name}...")
+            # each plan's renders come in its platforms' order, which is the job's order
+            rendered = next(renders[platform.id])
             key = object_key(self.user_id, self.generation_id, platform.id, rendered.width, rendered.height,
                              rendered.extension)
             url = self.ctx.storage.put(key, rendered.data, rendered.content_type)
@@ -150,7 +154,8 @@ class Generation:
                 format=rendered.format, blurhash=rendered.blurhash))
             image = {"platform": platform.name, "platformId": platform.id, "url": url,
                      "width": rendered.width, "height": rendered.height, "size": rendered.size,
-                     "format": rendered.format, "blurhash": rendered.blurhash}
+                     "format": rendered.format, "blurhash": rendered.blurhash,
+                     "sourceIndex": source_of[platform.id]}
             images.append(image)
             jobrecord.record_progress(self.job, self._advance(50 + (index + 1) * share))
             self._write(jobrecord.Image(progress=self._progress, image=image))
@@ -159,8 +164,61 @@ class Generation:
         self.ctx.records.save_generation(record)
         self.report(100, Stage.PROCESSING, f"Processed {len(images)} image{'s' if len(images) != 1 else ''}")
         return {"success": True, "generationId": self.generation_id, "images": images,
-                "revisedPrompt": generated.revised_prompt, "provider": generated.provider,
-                "model": generated.model}
+                "revisedPrompt": first.revised_prompt, "provider": first.provider, "model": first.model}
+
+    def _request(self, size: tuple[int, int]) -> GenerationRequest:
+        return GenerationRequest(prompt=self.payload["prompt"], width=size[0], height=size[1],
+                                 quality=self.options.get("quality", "auto"), style=self.options.get("style"))
+
+    def _generate(self, plan: framing.SourcePlan, index: int, count: int) -> GeneratedImage:
+        """The index-th of the job's count pictures; each takes an equal slice of the generating
+        stage (10–30), its partial images advancing within it."""
+        low = 10 + 20 * index / count
+        high = 10 + 20 * (index + 1) / count
+        if index:
+            self.report(low, Stage.GENERATING)
+        previews = iter([low + (high - low) * step / 5 for step in range(1, 5)])
+
+        def on_partial(data: bytes) -> None:
+            self.report(next(previews, high - 1), Stage.GENERATING, preview=imaging.preview_data_url(data))
+
+        return self.ctx.provider.generate(self._request(plan.size), on_partial=on_partial)
+
+    def _renders(self, plans: list[framing.SourcePlan],
+                 sources: list[GeneratedImage]) -> tuple[dict[str, Iterator[RenderedImage]], list[GeneratedImage]]:
+        """Each platform's render (an iterator shared by the platforms of one picture, so the
+        render pool works on all of them while the first ones upload), and the pictures the
+        model painted for ``fit=extend``."""
+        fit = self.options.get("fit", "cover")
+        renders: dict[str, Iterator[RenderedImage]] = {}
+        extensions: list[GeneratedImage] = []
+        for plan, source in zip(plans, sources):
+            painted = self._extend(plan, source) if fit == "extend" and can_extend(self.ctx.provider) else {}
+            extensions += painted.values()
+            for platform_id, picture in painted.items():
+                renders[platform_id] = self.ctx.renderer.render_each(
+                    picture.data, [get_platform(platform_id)], self.format, "cover")
+            rest = [p for p in plan.platforms if p.id not in painted]
+            shared = self.ctx.renderer.render_each(source.data, rest, self.format,
+                                                   "contain" if fit == "extend" else fit)
+            renders.update((platform.id, shared) for platform in rest)
+        return renders, extensions
+
+    def _extend(self, plan: framing.SourcePlan, source: GeneratedImage) -> dict[str, GeneratedImage]:
+        """``fit=extend``: the model paints the frame around the picture, one edit per platform
+        that ``contain`` would leave noticeably unfilled; the others are rendered as contain."""
+        picture = imaging.decode(source.data)
+        analysis = framing.analyse(picture)
+        painted = {}
+        for platform in plan.platforms:
+            left, top, right, bottom = imaging.contain_layout(analysis, platform)
+            if (right - left) * (bottom - top) >= (1 - EXTEND_MIN_GAP) * platform.width * platform.height:
+                continue
+            size = self.ctx.provider.choose_size([platform])
+            canvas = imaging.extension_canvas(picture, analysis, platform, size)
+            painted[platform.id] = self.ctx.provider.extend(self._request(size), canvas, canvas)
+            self.report(min(39, self._progress + 1), Stage.DOWNLOADING)
+        return painted
 
     # -- failure -------------------------------------------------------------------
     def _max_attempts(self) -> int:
@@ -181,6 +239,23 @@ class Generation:
         elif retry_after and self.job.retries_left:
             stretch_next_retry(self.job, retry_after)
         jobrecord.save_state(self.job)
+
+
+def total_usage(usages: list[dict | None]) -> dict | None:
+    """The model's usage over the job's calls: numbers added up, key by key (nested too)."""
+    known = [usage for usage in usages if usage]
+    if not known:
+        return None
+    total: dict = {}
+    for usage in known:
+        for key, value in usage.items():
+            if isinstance(value, dict):
+                total[key] = total_usage([total.get(key), value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+            else:
+                total.setdefault(key, value)
+    return total
 
 
 def stretch_next_retry(job: Job, seconds: float) -> None:
