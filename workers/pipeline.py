@@ -1,4 +1,5 @@
-"""The generation job (SPEC §7): prompt → model → one rendered image per platform → storage → records.
+"""The generation job (SPEC §7): prompt → model (a picture per shape family, SPEC §5) → one
+rendered image per platform → storage → records.
 
 Progress, stage and log lines live in the job's stored state (what GET /api/jobs/:id shows) and
 every step is published as an event on the job's stream (what SSE clients see); both through
