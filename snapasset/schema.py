@@ -110,6 +110,17 @@ def parse_job_request(body) -> JobRequest:
                       webhook_url=webhook_url, user_id=user_id)
 
 
+def _choice(options: dict, name: str, allowed: tuple[str, ...], parsed: dict, details: dict) -> None:
+    """An optional option that takes one of ``allowed``: kept in ``parsed`` or named in ``details``."""
+    value = options.get(name)
+    if value is None:
+        return
+    if value not in allowed:
+        details[f"options.{name}"] = f"must be one of {', '.join(allowed)}"
+    else:
+        parsed[name] = value
+
+
 def _parse_options(options, details: dict) -> dict:
     if options is None:
         return {"format": "jpeg"}
@@ -126,21 +137,11 @@ def _parse_options(options, details: dict) -> dict:
             details["options.quality"] = f"must be one of {', '.join(QUALITIES + tuple(QUALITY_ALIASES))}"
         else:
             parsed["quality"] = quality
-    style = options.get("style")
-    if style is not None:
-        if style not in STYLES:
-            details["options.style"] = f"must be one of {', '.join(STYLES)}"
-        else:
-            parsed["style"] = style
+    _choice(options, "style", STYLES, parsed, details)
     fmt = options.get("format", "jpeg")
     if fmt not in FORMATS_ALLOWED:
         details["options.format"] = f"must be one of {', '.join(FORMATS_ALLOWED)}"
     else:
         parsed["format"] = fmt
-    fit = options.get("fit")
-    if fit is not None:
-        if fit not in FITS:
-            details["options.fit"] = f"must be one of {', '.join(FITS)}"
-        else:
-            parsed["fit"] = fit
+    _choice(options, "fit", FITS, parsed, details)
     return parsed
