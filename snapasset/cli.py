@@ -16,7 +16,7 @@ import click
 from snapasset.config import ConfigError, Env, Settings
 from snapasset.jobrecord import Status
 from snapasset.processes import stop_processes
-from snapasset.schema import FORMATS_ALLOWED, QUALITIES
+from snapasset.schema import FITS, FORMATS_ALLOWED, QUALITIES
 
 __all__ = ["main", "cli", "web_command"]
 
@@ -203,6 +203,9 @@ class OneLineError(click.ClickException):
               help="Image format (default jpeg).")
 @click.option("--quality", type=click.Choice(QUALITIES), default=None,
               help="Model quality (default: the server's).")
+@click.option("--fit", type=click.Choice(FITS), default=None,
+              help="How each picture fills a platform's frame: cover (default: cut around the subject), "
+                   "contain (the whole picture on a soft extension of its edges), extend (the model paints the rest).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the images (default ./snapasset-output/<jobId>/).")
 @click.option("--url", envvar="SNAPASSET_URL", default=None, show_envvar=True,
@@ -214,7 +217,7 @@ class OneLineError(click.ClickException):
 @click.option("--user", "user_id", default=None,
               help="The user the job is for: required with --api-key; a token names its own.")
 def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, quality: str | None,
-             out_dir: Path | None, url: str | None, token: str | None, api_key: str | None,
+             fit: str | None, out_dir: Path | None, url: str | None, token: str | None, api_key: str | None,
              user_id: str | None) -> None:
     """Generate images for PROMPT, one per platform, and save them.
 
@@ -239,7 +242,7 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):   # keep the progress bar alone on stderr
         for name in ("", "werkzeug"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    options = {key: value for key, value in (("format", image_format), ("quality", quality)) if value}
+    options = {key: value for key, value in (("format", image_format), ("quality", quality), ("fit", fit)) if value}
     try:
         with ExitStack() as stack:
             server = (Server(url, token=token, api_key=api_key) if url

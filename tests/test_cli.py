@@ -83,6 +83,17 @@ def test_generate_on_a_server_saves_the_images(runner, live_stack, tmp_path):
     assert "Generating image" in result.stderr and "100% Processed 2 images" in result.stderr
 
 
+def test_generate_passes_fit_and_avif(runner, live_stack, tmp_path):
+    base, settings = live_stack
+    token = mint_access_token(settings, str(uuid.uuid4()))
+    result = runner.invoke(cli, ["generate", PROMPT, "-p", "instagram-story", "--fit", "contain", "--format", "avif",
+                                 "--out", str(tmp_path), "--url", base, "--token", token])
+    assert result.exit_code == 0, result.output
+    [path] = result.stdout.splitlines()
+    assert Path(path).name == "instagram-story-1080x1920.avif"
+    assert_saved([path], ["instagram-story"], "AVIF")
+
+
 def test_generate_defaults_to_a_folder_per_job_and_reads_the_environment(runner, live_stack, tmp_path):
     base, settings = live_stack
     env = {"SNAPASSET_URL": base, "SNAPASSET_TOKEN": mint_access_token(settings, str(uuid.uuid4()))}
