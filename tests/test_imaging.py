@@ -22,6 +22,7 @@ def render_all(data, platforms, fmt):
     """Every platform's image through the worker's inline render path."""
     return list(InlineRenderer().render_each(data, platforms, fmt))
 
+
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 GPT_IMAGE_SIZES = [(1024, 1024), (1536, 1024), (1024, 1536)]
 
@@ -62,13 +63,6 @@ def opened(rendered: imaging.RenderedImage) -> Image.Image:
     img = Image.open(io.BytesIO(rendered.data))
     img.load()
     return img
-
-
-def render_all(data: bytes, platforms, fmt: str, *, fit: str = "cover") -> list[imaging.RenderedImage]:
-    """What a worker does with one picture: decode and analyse once, render every platform."""
-    source = imaging.decode(data)
-    analysis = framing.analyse(source)
-    return [imaging.render(source, platform, fmt, analysis=analysis, fit=fit) for platform in platforms]
 
 
 @pytest.fixture(scope="module")

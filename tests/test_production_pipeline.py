@@ -300,7 +300,7 @@ def test_the_readme_job_draws_one_picture_per_shape_and_enlarges_nothing_past_12
     # one job: progress never goes back across the model calls, and one generation row with their usage
     progress = [e["progress"] for e in history if "progress" in e]
     assert progress == sorted(progress) and progress[-1] == 100
-    assert job["logs"].count(f"Generating image with gpt-image-2...") == 1
+    assert job["logs"].count("Generating image with gpt-image-2...") == 1
     generation = SqliteRecords(strict_settings.database).get_generation(job["result"]["generationId"])
     assert generation["usage"]["total_tokens"] == len(calls) * DEFAULT_USAGE["total_tokens"]
 
