@@ -93,6 +93,33 @@ def test_generate_two_platforms_in_a_real_browser(web_server, worker_process, br
     assert not errors, errors
 
 
+def test_a_whole_picture_story_in_avif_shows_in_the_browser(web_server, worker_process, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    base, settings = web_server
+    worker_process()
+    wait_for(lambda: requests.get(f"{base}/ready", timeout=2).status_code == 200, timeout=60, interval=0.2)
+    browser.get(base + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(ready.presence_of_element_located((By.ID, "platform-instagram-story")))
+    browser.find_element(By.ID, "token").send_keys(mint_access_token(settings, str(uuid.uuid4())))
+    browser.find_element(By.ID, "prompt").send_keys("A red bicycle on the left of a city street")
+    browser.find_element(By.ID, "platform-instagram-story").click()
+    Select(browser.find_element(By.ID, "format")).select_by_value("avif")
+    Select(browser.find_element(By.ID, "fit")).select_by_value("contain")
+    browser.find_element(By.ID, "submit").click()
+
+    size = wait.until(lambda d: d.execute_script(
+        "var i = document.querySelector('#images img');"
+        "return i && i.complete && i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null;"))
+    assert size == [1080, 1920]   # Chromium decoded the AVIF at the story's size
+    assert "AVIF" in browser.find_element(By.CSS_SELECTOR, "#images figcaption").text
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
 def test_api_docs_list_every_operation_and_try_one(web_server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

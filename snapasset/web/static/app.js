@@ -12,6 +12,7 @@
   var platformList = document.getElementById("platform-list");
   var platformHelp = document.getElementById("platforms-help");
   var formatSelect = document.getElementById("format");
+  var fitSelect = document.getElementById("fit");
   var submitButton = document.getElementById("submit");
   var cancelButton = document.getElementById("cancel");
   var formError = document.getElementById("form-error");
@@ -206,7 +207,7 @@
     fetch("/api/jobs", {
       method: "POST",
       headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
-      body: JSON.stringify({ prompt: prompt, platforms: platforms, options: { format: formatSelect.value } })
+      body: JSON.stringify({ prompt: prompt, platforms: platforms, options: { format: formatSelect.value, fit: fitSelect.value } })
     }).then(function (response) {
       return response.json().catch(function () { return null; }).then(function (body) {
         if (!response.ok) throw new Error(describeError(body, response.status));
