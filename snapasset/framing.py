@@ -29,15 +29,21 @@ __all__ = ["Region", "Analysis", "analyse", "frame_box", "cover_box", "SourcePla
 # The map is computed on a copy this many pixels on its long side: one cell is 16 px of a
 # 1536-px picture, finer than any frame needs, and the whole analysis stays a few ms.
 ANALYSIS_SIDE = 96
+# How much a detailed area of the commonest colour still counts (1 would ignore colour).
+_RARITY_FLOOR = 0.3
+# What a row (column) holds across 70 % of its length is scenery (see _saliency).
+_BAND_QUANTILE = 0.3
 # A region must hold at least this share of the picture's saliency to count as an object.
 _MIN_REGION_MASS = 0.01
 _MAX_REGIONS = 6
-# A region reaches out from its seeds to cells above this share of the seeding level.
-_REACH = 0.5
-# ... and is seeded only where the map reaches this share of its peak, at least.
+# A region is seeded where the map stands a standard deviation above its mean, and at least
+# this share of its peak;
 _SEED_LEVEL = 0.2
-_REACH_CELLS = 7   # ... within three cells of its seeds
-_RARE_COLOUR = 0.5  # ... and takes in colours at least this rare (0..1)
+# it reaches out to cells above this share of the seeding level, or of a colour at least
+# _RARE_COLOUR rare (0..1), within three cells (a 7-cell window) of its seeds.
+_REACH = 0.5
+_RARE_COLOUR = 0.5
+_REACH_CELLS = 7
 # A frame may keep no less than this share of its source, nor enlarge it more than this (§5).
 MIN_KEPT_AREA = 0.75
 MAX_ENLARGEMENT = 1.25
@@ -117,7 +123,8 @@ def _saliency(small: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """Detail (luma against its blurred neighbourhood, smoothed into a density) weighted by
     colour rarity (each colour's distance to every other colour, weighted by how much of the
     picture has it: histogram contrast). A horizon is detailed but made of common colours; a
-    sun or a cloud is rare but flat inside; a subject is usually both."""
+    sun or a cloud is rare but flat inside; a subject is usually both. Returns the map and the
+    rarity map (with which a region takes in its plain-coloured parts)."""
     gray = small.convert("L")
     detail = ImageChops.difference(gray, gray.filter(ImageFilter.GaussianBlur(1)))
     radius = max(1.0, max(small.size) / 48)
@@ -145,11 +152,6 @@ def _saliency(small: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     band = np.maximum(np.quantile(salient, _BAND_QUANTILE, axis=1, keepdims=True),
                       np.quantile(salient, _BAND_QUANTILE, axis=0, keepdims=True))
     return _normalised(np.clip(salient - band, 0, None)), rarity_map
-
-
-# How much a detailed area of the commonest colour still counts (1 would ignore colour).
-_RARITY_FLOOR = 0.3
-_BAND_QUANTILE = 0.3
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:
