@@ -15,7 +15,7 @@ import click
 
 from snapasset.config import ConfigError, Env, Settings
 from snapasset.jobrecord import Status
-from snapasset.processes import stop_processes
+from snapasset.processes import wait_or_kill
 from snapasset.schema import FITS, FORMATS_ALLOWED, QUALITIES
 
 __all__ = ["main", "cli", "web_command"]
@@ -32,13 +32,16 @@ def load_settings() -> Settings:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
-def web_command(settings: Settings, *, workers: int | None = None, bind: str | None = None) -> list[str]:
+def web_command(settings: Settings, *, workers: int | None = None, bind: str | None = None,
+                quiet: bool = False) -> list[str]:
     """The web process exactly as the Procfile starts it: gunicorn with gevent workers, so that
-    each SSE stream is a cheap greenlet rather than a pinned thread or process."""
+    each SSE stream is a cheap greenlet rather than a pinned thread or process. `quiet` (what
+    `snapasset dev` uses) drops the access log and gunicorn's start-up lines."""
     workers = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+    logging_args = ["--log-level", "warning"] if quiet else ["--access-logfile", "-"]
     return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
             "--worker-connections", "4000", "--bind", bind or f"0.0.0.0:{settings.port}",
-            "--timeout", "60", "--graceful-timeout", "20", "--access-logfile", "-",
+            "--timeout", "60", "--graceful-timeout", "20", *logging_args,
             "snapasset:create_app()"]
 
 
@@ -84,19 +87,32 @@ def web(workers: int | None) -> None:
 
 @cli.command()
 @click.option("--burst", is_flag=True, help="Run the jobs that are queued now, then exit.")
-def worker(burst: bool) -> None:
+@click.option("--shutdown-grace", type=click.FloatRange(0), default=20.0, show_default=True,
+              help="Seconds that running jobs get to finish on SIGTERM/SIGINT before they are "
+                   "interrupted and queued again.")
+def worker(burst: bool, shutdown_grace: float) -> None:
     """Run a worker that takes generation jobs off the queue (the Procfile's worker line).
 
     It runs up to SNAPASSET_WORKER_CONCURRENCY jobs at once, reschedules failed attempts, and
     on SIGTERM finishes or requeues the jobs in hand before it exits.
     """
     from workers.concurrent import run_concurrent_worker
-    run_concurrent_worker(load_settings(), burst=burst)
+    run_concurrent_worker(load_settings(), burst=burst, shutdown_grace=shutdown_grace)
+
+
+# Ctrl-C on `snapasset dev` should give the terminal back at once: jobs still running get this
+# long before they are interrupted and queued again (the next `snapasset dev` runs them).
+DEV_SHUTDOWN_GRACE = 1.0
+DEV_STOP_TIMEOUT = 10.0     # then whatever is left is killed
+# SPEC §12 lets `snapasset dev` loosen the job-creation limit (20 per hour) so a demo or an
+# afternoon of trying things does not run into it; it says so when it starts.
+DEV_JOB_RATE_LIMIT = "1000 per hour"
 
 
 @cli.command()
 @click.option("--port", type=int, default=None, help="Web port (default $PORT or 3001).")
-def dev(port: int | None) -> None:
+@click.option("--access-log", is_flag=True, help="Print a line for every HTTP request (off by default).")
+def dev(port: int | None, access_log: bool) -> None:
     """Run everything on this machine: Redis (embedded unless REDIS_URL is set), the web
     process and a worker; prints the URL and a dev token, and stops all of it on Ctrl-C."""
     from snapasset.auth import mint_access_token
@@ -109,17 +125,26 @@ def dev(port: int | None) -> None:
     env = {**os.environ, Env.REDIS_URL: redis.url, Env.PORT: str(settings.port)}
     if not settings.jwt_secret:
         env[Env.JWT_SECRET] = settings.signing_secret()
-    children = [
-        subprocess.Popen(web_command(settings, workers=1, bind=f"127.0.0.1:{settings.port}"), env=env),
-        subprocess.Popen([sys.executable, "-m", "snapasset", "worker"], env=env),
-    ]
+    job_limit_note = ""
+    if not os.environ.get(Env.JOB_RATE_LIMIT):
+        env[Env.JOB_RATE_LIMIT] = DEV_JOB_RATE_LIMIT
+        job_limit_note = (f"Job creation limit: {DEV_JOB_RATE_LIMIT} per user (snapasset dev's default; "
+                          f"production's is {settings.job_rate_limit}; set {Env.JOB_RATE_LIMIT} to choose)\n")
+    # Each child leads a process group of its own, so that the terminal's Ctrl-C reaches only
+    # this process, which then stops them in order (gunicorn signalled by the terminal and by its
+    # own master at once prints a traceback).
+    web = subprocess.Popen(web_command(settings, workers=1, bind=f"127.0.0.1:{settings.port}",
+                                       quiet=not access_log), env=env, start_new_session=True)
+    worker = subprocess.Popen([sys.executable, "-m", "snapasset", "worker",
+                               "--shutdown-grace", str(DEV_SHUTDOWN_GRACE)], env=env, start_new_session=True)
+    children = {"the web server": web, "the worker": worker}
     url = f"http://localhost:{settings.port}"
     token_value = mint_access_token(settings.replace(jwt_secret=env[Env.JWT_SECRET]), "dev-user")
     click.echo(f"\nSnapAsset is running at {url}  (Redis: {'embedded' if redis.embedded else redis.url})")
     click.echo(f"Dev token (user dev-user, 24 h):\n  {token_value}\n")
     click.echo(f"Try:  export TOKEN={token_value}")
     click.echo(f"      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/jobs   (or open {url}/ in a browser)")
-    click.echo("Press Ctrl-C to stop.\n")
+    click.echo(f"{job_limit_note}Press Ctrl-C to stop.\n")
 
     stopping = False
 
@@ -129,9 +154,19 @@ def dev(port: int | None) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    stop_processes(*children)   # the worker gives running jobs 20 s, then requeues them
+    while not stopping and all(child.poll() is None for child in children.values()):
+        time.sleep(0.1)
+    for name, child in children.items():
+        if child.poll() is not None:
+            click.echo(f"{name.capitalize()} exited with code {child.returncode}.", err=True)
+    names = [*children, *(["the embedded Redis"] if redis.embedded else [])]
+    click.echo(f"\nStopping {', '.join(names[:-1])} and {names[-1]} (running jobs are queued again)...")
+    # SIGINT, as a terminal's Ctrl-C: to gunicorn's master, its quick shutdown (open event streams
+    # are cut rather than waited for); to the worker's whole group, so that its scheduler process
+    # stops while the worker does (DEV_SHUTDOWN_GRACE); its render processes ignore it.
+    web.send_signal(signal.SIGINT)
+    os.killpg(worker.pid, signal.SIGINT)
+    wait_or_kill(web, worker, timeout=DEV_STOP_TIMEOUT)
     redis.close()
     click.echo("SnapAsset stopped.")
 
@@ -221,8 +256,8 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
              user_id: str | None) -> None:
     """Generate images for PROMPT, one per platform, and save them.
 
-    Shows a live progress bar with each stage on stderr, then prints the path of every saved
-    image. With --url (or SNAPASSET_URL) the job runs on that server; otherwise this command
+    Shows a live progress bar with each stage on stderr and prints the path of each image as
+    soon as it is saved; the arguments are checked before anything starts. With --url (or SNAPASSET_URL) the job runs on that server; otherwise this command
     starts what it needs and stops it afterwards: an embedded Redis of its own, the API on a
     free localhost port and a worker process (images and records go where the configuration
     says, as with `snapasset dev`).
@@ -231,7 +266,11 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
     Example:
       snapasset generate "A beautiful sunset over mountains" -p instagram-post -p twitter-post
     """
-    from snapasset.generate import GenerateError, Server, describe_error, embedded_server, run_job
+    from snapasset.errors import APIError
+    from snapasset.generate import (
+        GenerateError, Server, describe_details, describe_error, embedded_server, run_job,
+    )
+    from snapasset.schema import parse_job_request
     try:
         from snapasset_sdk import SnapAssetClient, SnapAssetError
     except ImportError:
@@ -239,22 +278,24 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
 
     if token and api_key:
         raise OneLineError("pass either --token or --api-key, not both")
+    options = {key: value for key, value in (("format", image_format), ("quality", quality), ("fit", fit)) if value}
+    try:   # the server's own checks, here, before anything is started or sent
+        parse_job_request({"prompt": prompt, "platforms": list(platforms), "options": options})
+    except APIError as exc:
+        raise OneLineError(describe_details(exc.details or {}) or exc.message) from None
     if not logging.getLogger().isEnabledFor(logging.DEBUG):   # keep the progress bar alone on stderr
         for name in ("", "werkzeug"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    options = {key: value for key, value in (("format", image_format), ("quality", quality), ("fit", fit)) if value}
     try:
         with ExitStack() as stack:
             server = (Server(url, token=token, api_key=api_key) if url
                       else stack.enter_context(embedded_server(load_settings())))
             client = stack.enter_context(SnapAssetClient(server.url, token=server.token,
                                                          api_key=server.api_key))
-            saved = run_job(client, prompt, platforms, options=options, user_id=user_id,
-                            out_dir=out_dir)
+            run_job(client, prompt, platforms, options=options, user_id=user_id, out_dir=out_dir,
+                    on_saved=lambda path: click.echo(str(path)))
     except (SnapAssetError, GenerateError) as exc:
         raise OneLineError(describe_error(exc, url=url)) from None
-    for path in saved:
-        click.echo(str(path))
 
 
 def main() -> None:

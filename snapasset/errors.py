@@ -146,9 +146,13 @@ def api_error_for(exc: DomainError) -> APIError:
     return APIError(status, code, exc.message, headers=headers, extra=extra)
 
 
+def _kilobytes(size: int) -> str:
+    return f"{size / 1024:g} kB" if size < 1024 * 1024 else f"{size / 1024 / 1024:g} MB"
+
+
 def init_app(app) -> None:
     """Answer every error of the app, ours and werkzeug's, with the JSON shape."""
-    from flask import jsonify
+    from flask import current_app, jsonify
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -173,10 +177,15 @@ def init_app(app) -> None:
         code = _HTTP_CODES.get(status, ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.INVALID_REQUEST)
         message = {404: "The requested URL was not found",
                    405: "The method is not allowed for the requested URL"}.get(status, exc.description or "")
+        details = None
+        if status == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = f"The request body is larger than this API accepts ({_kilobytes(limit)})"
+            details = {"body": f"must be at most {limit} bytes"}
         headers = {}
         if status == 405 and getattr(exc, "valid_methods", None):
             headers["Allow"] = ", ".join(exc.valid_methods)
-        return respond(status, error_body(status, code, message), headers)
+        return respond(status, error_body(status, code, message, details), headers)
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)

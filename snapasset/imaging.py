@@ -422,7 +422,10 @@ def blurhash_for(img: Image.Image) -> str:
     return blurhash.encode(rows, *_BLURHASH_COMPONENTS)
 
 
-def preview_data_url(data: bytes, *, max_side: int = 96) -> str:
+PREVIEW_SIDE = 384   # the page shows the live preview 320-480 px wide; larger costs stream bytes
+
+
+def preview_data_url(data: bytes, *, max_side: int = PREVIEW_SIDE) -> str:
     """A small JPEG ``data:`` URL of encoded image bytes, for SSE ``preview`` fields."""
     img = decode(data)
     img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)

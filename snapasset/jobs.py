@@ -36,6 +36,7 @@ from rq.serializers import JSONSerializer
 from snapasset import jobrecord, keys, rqcompat
 from snapasset.config import Settings
 from snapasset.errors import IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotFound, JobNotRetryable
+from snapasset.estimates import Estimate, estimate
 from snapasset.jobrecord import Status, api_status, status_of
 from snapasset.schema import JobRequest
 
@@ -261,9 +262,10 @@ class JobService:
             return Status.WAITING
         return status_of(job)
 
-    def queued_count(self) -> int:
-        """Jobs waiting for a worker (what the estimated time of a new job follows)."""
-        return self.queue.count
+    def estimate(self) -> Estimate:
+        """How long a job created now should take: recent jobs' run times, and the queue ahead."""
+        return estimate(self.conn, self.queue, waiting=self.queue.count,
+                        concurrency=self.settings.worker_concurrency)
 
     # -- retry and cancel ---------------------------------------------------------
     def retry(self, job_id: str, user_id: str | None) -> None:

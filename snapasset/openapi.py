@@ -143,7 +143,13 @@ def _schemas() -> dict:
             "required": ["jobId", "status", "message", "estimatedTime", "statusUrl", "streamUrl"],
             "properties": {
                 "jobId": {"type": "string"}, "status": {"type": "string"},
-                "message": {"type": "string"}, "estimatedTime": {"type": "string"},
+                "message": {"type": "string"},
+                "estimatedTime": {"type": "string", "description":
+                                  "How long the job should take: the median run time of the queue's "
+                                  "last 20 finished jobs, once per round of jobs waiting ahead "
+                                  "(\"under a second\", \"12 seconds\"; \"unknown ...\" before any job finished)."},
+                "estimatedSeconds": {"type": ["number", "null"],
+                                     "description": "The same estimate in seconds; `null` when there is none."},
                 "statusUrl": {"type": "string", "format": "uri"},
                 "streamUrl": {"type": "string", "format": "uri",
                               "description": "SSE URL with a short-lived token bound to this job, "

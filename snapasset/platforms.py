@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
-__all__ = ["Platform", "PLATFORMS", "get_platform"]
+__all__ = ["Platform", "PLATFORMS", "get_platform", "describe_unknown"]
 
 MB = 1024 * 1024
 
@@ -48,3 +49,14 @@ PLATFORMS: dict[str, Platform] = {p.id: p for p in (
 def get_platform(platform_id: str) -> Platform:
     """Return the platform with this id; KeyError when unknown."""
     return PLATFORMS[platform_id]
+
+
+def describe_unknown(unknown: list[str]) -> str:
+    """What to tell someone who named platforms that do not exist: each one with the closest
+    known id when there is one (a typo), then every valid id."""
+    named = []
+    for platform_id in unknown:
+        close = difflib.get_close_matches(platform_id, PLATFORMS, n=1, cutoff=0.6)
+        named.append(f"'{platform_id}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return (f"unknown platform{'s' if len(unknown) > 1 else ''} {', '.join(named)}; "
+            f"valid ids: {', '.join(PLATFORMS)}")

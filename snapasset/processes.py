@@ -3,10 +3,11 @@ embedded worker of `snapasset generate`, benchmarks and tests)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
-__all__ = ["stop_processes"]
+__all__ = ["stop_processes", "wait_or_kill"]
 
 
 def stop_processes(*processes: subprocess.Popen, timeout: float = 25.0) -> None:
@@ -14,9 +15,14 @@ def stop_processes(*processes: subprocess.Popen, timeout: float = 25.0) -> None:
     seconds to finish what they are doing, then SIGKILL whichever is left."""
     running = [p for p in processes if p.poll() is None]
     for process in running:
-        process.terminate()
+        process.send_signal(signal.SIGTERM)
+    wait_or_kill(*running, timeout=timeout)
+
+
+def wait_or_kill(*processes: subprocess.Popen, timeout: float) -> None:
+    """Wait for processes already told to stop; SIGKILL those still running after `timeout` s."""
     deadline = time.monotonic() + timeout
-    for process in running:
+    for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 from snapasset.errors import APIError, ErrorCode
-from snapasset.platforms import PLATFORMS
+from snapasset.platforms import PLATFORMS, describe_unknown
 
 __all__ = ["JobRequest", "parse_job_request", "QUALITY_ALIASES", "FORMATS_ALLOWED", "FITS", "invalid"]
 
@@ -83,7 +83,7 @@ def parse_job_request(body) -> JobRequest:
         unknown = [p for p in platforms if p not in PLATFORMS]
         duplicates = sorted({p for p in platforms if platforms.count(p) > 1})
         if unknown:
-            details["platforms"] = f"unknown platform(s): {', '.join(unknown)}"
+            details["platforms"] = describe_unknown(unknown)
         elif duplicates:
             details["platforms"] = f"duplicate platform(s): {', '.join(duplicates)}"
 

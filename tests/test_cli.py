@@ -4,8 +4,11 @@ embedded mode as a real process), one-line errors, and --help on every command."
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -121,6 +124,58 @@ def test_generate_with_an_api_key_acts_for_the_named_user(runner, settings, work
         assert anonymous.exit_code == 1 and anonymous.stderr.startswith("error: userId: ")
 
 
+def _timed_lines(stream, into: list) -> threading.Thread:
+    """Read a process's output line by line in a thread, each with the time it arrived."""
+    def read():
+        for line in stream:
+            into.append((time.monotonic(), line.rstrip("\n")))
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_generate_prints_each_path_as_its_image_arrives_and_exits_soon_after_done(live_stack, tmp_path):
+    """Timed against the job's own events, seen by a second client on the user's stream: each
+    path line follows its `image` event within a second, the first comes before `done` (eleven
+    platforms render one after another for a while), and the process ends within 1 s of `done`."""
+    base, settings = live_stack
+    token = mint_access_token(settings, str(uuid.uuid4()))
+    events: list[tuple[float, str, str | None]] = []
+    listening = threading.Event()
+
+    def follow() -> None:
+        with SnapAssetClient(base, token=token) as client:
+            for event in client.stream_jobs():
+                listening.set()
+                events.append((time.monotonic(), event.type, event.image.platform_id if event.image else None))
+                if event.type in ("done", "failed"):
+                    return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    assert listening.wait(30), "the user's event stream did not open"
+    out: list[tuple[float, str]] = []
+    run = subprocess.Popen([sys.executable, "-m", "snapasset", "generate", PROMPT, *(
+        arg for platform_id in PLATFORMS for arg in ("-p", platform_id)), "--out", str(tmp_path / "out"),
+        "--url", base, "--token", token], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    reader = _timed_lines(run.stdout, out)
+    assert run.wait(timeout=90) == 0
+    ended = time.monotonic()
+    reader.join(5)
+    follower.join(10)
+
+    done = next(at for at, kind, _ in events if kind == "done")
+    arrived = {platform_id: at for at, kind, platform_id in events if kind == "image"}
+    assert len(out) == len(PLATFORMS) == len(arrived)
+    for at, path in out:
+        platform_id = Path(path).name.rsplit("-", 1)[0]
+        # (two clients of one stream: either may read an event a little before the other)
+        assert -0.25 < at - arrived[platform_id] < 1.0, (platform_id, at - arrived[platform_id])
+    assert out[0][0] < done, "the first path was printed only once the whole job was done"
+    assert ended - done < 1.0, f"exited {ended - done:.2f} s after the job's done event"
+
+
 def test_generate_errors_are_one_line(runner, live_stack):
     base, settings = live_stack
     token = mint_access_token(settings, str(uuid.uuid4()))
@@ -132,6 +187,14 @@ def test_generate_errors_are_one_line(runner, live_stack):
     unknown = runner.invoke(cli, ["generate", PROMPT, "-p", "myspace-banner", "--url", base, "--token", token])
     assert unknown.exit_code == 1 and unknown.stderr.startswith("error: platforms: ")
     assert unknown.stderr.count("\n") == 1
+
+    # a typo is caught before anything starts (no server, no Redis: an unreachable --url is
+    # never tried), with the id meant and every valid one
+    typo = runner.invoke(cli, ["generate", PROMPT, "-p", "instagram-psot", "--url", "http://127.0.0.1:9"])
+    assert typo.exit_code == 1
+    assert typo.stderr.startswith("error: platforms: unknown platform 'instagram-psot' "
+                                  "(did you mean 'instagram-post'?); valid ids: instagram-post, ")
+    assert all(platform_id in typo.stderr for platform_id in PLATFORMS)
 
     bad_token = runner.invoke(cli, ["generate", PROMPT, "-p", "instagram-post", "--url", base,
                                     "--token", "not-a-token"])
@@ -219,14 +282,28 @@ def test_generate_embedded_end_to_end(settings, redis_handle, tmp_path):
     scratch.mkdir()
     env["TMPDIR"] = str(scratch)
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "snapasset", "generate", PROMPT,
-                          "-p", "instagram-post", "-p", "pinterest-pin", "--out", str(out)],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
-    assert run.returncode == 0, run.stderr
-    paths = run.stdout.splitlines()
+    run = subprocess.Popen([sys.executable, "-m", "snapasset", "generate", PROMPT,
+                            "-p", "instagram-post", "-p", "pinterest-pin", "--out", str(out)],
+                           env={**env, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout: list[tuple[float, str]] = []
+    stderr: list[tuple[float, str]] = []
+    readers = [_timed_lines(run.stdout, stdout), _timed_lines(run.stderr, stderr)]
+    returncode = run.wait(timeout=90)
+    ended = time.monotonic()
+    for reader in readers:
+        reader.join(5)
+    errors = "\n".join(line for _, line in stderr)
+    assert returncode == 0, errors
+    paths = [line for _, line in stdout]
     assert [Path(p).parent for p in paths] == [out, out]
     assert_saved(paths, ["instagram-post", "pinterest-pin"])
-    assert "Traceback" not in run.stderr and "100% Processed 2 images" in run.stderr
+    assert "Traceback" not in errors
+    # the job's last progress line, then the command stops its embedded worker, web and Redis:
+    # 0.5-1.3 s here, mostly RQ's scheduler process finishing its one-second sleep before it
+    # stops (it used to be 6-10 s, most of it redis-py retrying the embedded Redis's SHUTDOWN)
+    finished = next(at for at, line in stderr if line == "100% Processed 2 images")
+    assert ended - finished < 2.0, f"exited {ended - finished:.2f} s after the job finished"
     # the run used a Redis of its own: the tests' server never saw its queue
     assert not redis_handle.client.keys(f"*{settings.queue_name}*")
     assert not _processes_with_data_dir(settings.data_dir), "the embedded worker outlived the command"

@@ -278,8 +278,9 @@ def test_preview_data_url_is_a_small_jpeg():
     prefix = "data:image/jpeg;base64,"
     assert url.startswith(prefix)
     img = Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
-    assert img.format == "JPEG" and max(img.size) == 96 and img.size == (96, 64)
-    assert len(url) < 12_000
+    # big enough to be worth watching on the page (shown 320+ px wide), small enough for a stream
+    assert img.format == "JPEG" and max(img.size) == imaging.PREVIEW_SIDE and img.size == (384, 256)
+    assert len(url) < 60_000
 
 
 # --------------------------------------------------------------------------- choosing a size

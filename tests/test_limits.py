@@ -162,6 +162,10 @@ def test_the_21st_job_in_an_hour_is_refused_with_spec_defaults(make_app, make_to
     body = assert_429(r, "RATE_LIMIT_EXCEEDED")
     assert_rate_headers(r, limit=20, remaining=0)
     assert 0 < body["retryAfter"] <= 3600
+    # development: what to do about it, and when
+    assert body["message"].startswith("Job creation limit reached (20 per hour); try again in ")
+    assert body["message"].endswith("In development, set SNAPASSET_JOB_RATE_LIMIT to raise it "
+                                    "(e.g. SNAPASSET_JOB_RATE_LIMIT='200 per hour')")
     queue = open_queue(client.application.extensions["snapasset"].redis.client, settings)
     assert queue.count == 20
 
@@ -301,3 +305,26 @@ def test_limiter_survives_redis_going_away_and_comes_back(make_app, make_token, 
     finally:
         server.kill()
         server.wait(10)
+
+
+def test_production_429s_do_not_name_the_operators_settings(make_app, make_token):
+    client = make_app(env="production", job_rate_limit="1 per hour", rate_limit="3 per 15 minutes",
+                      max_active_jobs=100).test_client()
+    auth = bearer(make_token)
+    assert client.post("/api/jobs", json=JOB, headers=auth).status_code == 201
+    job = assert_429(client.post("/api/jobs", json=JOB, headers=auth), "RATE_LIMIT_EXCEEDED")
+    assert job["message"].startswith("Job creation limit reached (1 per hour); try again in ")
+    assert "SNAPASSET_" not in job["message"]
+    for _ in range(3):   # anonymous: counted per address, apart from the user's
+        client.get("/api/platforms")
+    general = assert_429(client.get("/api/platforms"), "RATE_LIMIT_EXCEEDED")
+    assert general["message"] == "Rate limit exceeded (3 per 15 minutes); try again in 15 minutes"
+
+
+def test_development_429s_name_the_setting_that_raises_them(make_app):
+    client = make_app(rate_limit="2 per 15 minutes").test_client()
+    for _ in range(2):
+        client.get("/api/platforms")
+    body = assert_429(client.get("/api/platforms"), "RATE_LIMIT_EXCEEDED")
+    assert body["message"] == ("Rate limit exceeded (2 per 15 minutes); try again in 15 minutes. In development, "
+                               "set SNAPASSET_RATE_LIMIT to raise it (e.g. SNAPASSET_RATE_LIMIT='20 per 15 minutes')")

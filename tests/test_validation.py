@@ -6,6 +6,7 @@ import jwt
 import pytest
 
 from snapasset.jobs import open_queue
+from snapasset.platforms import PLATFORMS
 
 GOOD = {"prompt": "A beautiful sunset over mountains", "platforms": ["instagram-post"]}
 
@@ -100,7 +101,34 @@ def test_prompt_is_trimmed(client, auth):
 
 def test_payload_too_large(client, auth):
     r = client.post("/api/jobs", json={**GOOD, "prompt": "x" * 100_000}, headers=auth)
-    assert_error(r, 413, "PAYLOAD_TOO_LARGE")
+    body = assert_error(r, 413, "PAYLOAD_TOO_LARGE")
+    # the limit, in words and in bytes
+    assert body["message"] == "The request body is larger than this API accepts (64 kB)"
+    assert body["details"] == {"body": "must be at most 65536 bytes"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}, {"X-API-Key": "wrong-key-0123456789"}])
+def test_credentials_are_checked_before_the_body(client, queue, headers):
+    """Who asks comes first: without valid credentials nothing about the body is said (a short
+    prompt, a body too large, a body that is not JSON)."""
+    for body in ({**GOOD, "prompt": "short"}, {**GOOD, "prompt": "x" * 100_000}):
+        assert_error(client.post("/api/jobs", json=body, headers=headers), 401, "UNAUTHORIZED")
+    assert_error(client.post("/api/jobs", data="{not json", content_type="application/json", headers=headers),
+                 401, "UNAUTHORIZED")
+    assert queue.count == 0
+
+
+def test_an_unknown_platform_is_answered_with_a_suggestion_and_every_valid_id(client, auth, queue):
+    body = assert_error(client.post("/api/jobs", json={**GOOD, "platforms": ["instagram-psot", "og-image"]},
+                                    headers=auth), 400, "INVALID_REQUEST")
+    message = body["details"]["platforms"]
+    assert message.startswith("unknown platform 'instagram-psot' (did you mean 'instagram-post'?); valid ids: ")
+    assert message.split("valid ids: ")[1].split(", ") == list(PLATFORMS)
+    # nothing close: no guess, still the list
+    body = assert_error(client.post("/api/jobs", json={**GOOD, "platforms": ["myspace-banner"]}, headers=auth),
+                        400, "INVALID_REQUEST")
+    assert body["details"]["platforms"].startswith("unknown platform 'myspace-banner'; valid ids: instagram-post, ")
+    assert queue.count == 0
 
 
 def test_unknown_route_and_wrong_method(client, auth):

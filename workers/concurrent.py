@@ -55,7 +55,7 @@ from workers.control import (Checkpointed, ControlDeathPenalty, InterruptiblePro
 from workers.rendering import RenderPool, render_processes
 from workers.terminal_events import TerminalEventsMixin, build_worker
 
-__all__ = ["ConcurrentWorker", "make_concurrent", "run_concurrent_worker"]
+__all__ = ["ConcurrentWorker", "RoutineAtDebug", "make_concurrent", "run_concurrent_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
     death_penalty_class = ControlDeathPenalty
 
     def __init__(self, queues, *, concurrency: int = 16, shutdown_grace: float = 20.0,
-                 interrupt_grace: float = 5.0, heartbeat_grace: int = 60, poll_interval: int = 2,
+                 interrupt_grace: float = 5.0, heartbeat_grace: int = 60, poll_interval: float = 0.5,
                  maintenance_interval: int = 60, **kwargs):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -88,7 +88,9 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         self.shutdown_grace = shutdown_grace
         self.interrupt_grace = interrupt_grace
         self.heartbeat_grace = heartbeat_grace   # RQ's margin (60 s) over the heartbeat interval
-        self.poll_interval = poll_interval       # longest blocking dequeue: how soon a stop is noticed
+        # longest blocking dequeue, so how soon a stop is noticed: Ctrl-C on `snapasset dev` and the end
+        # of `snapasset generate` wait for it (Redis 6 takes fractional BLMOVE timeouts)
+        self.poll_interval = poll_interval
         self._slots = threading.BoundedSemaphore(concurrency)
         self._running: dict[str, Running] = {}
         self._changed = threading.Condition()    # guards _running; notified when a job ends
@@ -117,11 +119,12 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         try:
             while True:
                 self.check_for_suspension(burst)
-                if self.should_run_maintenance_tasks:
-                    self.run_maintenance_tasks()
+                # before maintenance: it would restart a scheduler that the same Ctrl-C stopped
                 if self.stop_requested:
                     self.log.info("Worker %s: stopping on request", self.name)
                     break
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
                 if not self._slots.acquire(timeout=1):
                     continue
                 result = self._dequeue(burst)
@@ -156,7 +159,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         return bool(started)
 
     def _dequeue(self, burst: bool) -> tuple[Job, Queue] | None:
-        timeout = None if burst else max(1, min(self.dequeue_timeout, self.poll_interval))
+        timeout = None if burst else min(self.dequeue_timeout, self.poll_interval)
         try:
             result = self._pop(timeout)
         except DequeueTimeout:
@@ -186,8 +189,9 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         blocking one on the first (generations) for at most `timeout` seconds.
         """
         if self.get_redis_server_version() < (6, 2, 0):   # no LMOVE before Redis 6.2
-            return self.queue_class.dequeue_any(
-                self.ordered_queues, timeout, connection=self.connection, job_class=self.job_class,
+            return self.queue_class.dequeue_any(   # Redis < 6 takes whole seconds only
+                self.ordered_queues, timeout and max(1, round(timeout)), connection=self.connection,
+                job_class=self.job_class,
                 serializer=self.serializer, death_penalty_class=self.death_penalty_class)
         while True:
             popped = next(filter(None, (self.queue_class.lmove(self.connection, queue.key, None)
@@ -380,6 +384,18 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             except Exception:   # left STARTED: RQ's abandoned-job cleanup retries it once its heartbeat expires
                 self.log.exception("Worker %s: could not requeue job %s", self.name, running.job.id)
 
+    def unsubscribe(self):
+        """RQ's, in the other order: its pub/sub thread blocks up to 60 s waiting for a message,
+        and RQ unsubscribes before telling it to stop, so the server's reply can wake the thread
+        before the flag is set; it then sleeps again and RQ's join gives up after 1 s. Told to
+        stop first, the thread quits on that reply."""
+        if self.pubsub_thread:
+            self.log.debug("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub_thread.stop()
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
     def _snapshot(self) -> list[Running]:
         with self._changed:
             return [r for r in self._running.values() if not r.abandoned]
@@ -390,7 +406,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         recovers (a dead worker never published one), so live followers are not left waiting."""
         for queue in self.queues:
             if queue.acquire_maintenance_lock():
-                self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
                 abandoned = self._abandoned_jobs(queue)
                 clean_registries(queue, self.exception_handlers)
                 worker_registration.clean_worker_registry(queue)
@@ -434,8 +450,25 @@ def make_concurrent(ctx: WorkerContext) -> RenderPool:
     return pool
 
 
+class RoutineAtDebug(logging.Filter):
+    """RQ logs its periodic upkeep (registry cleaning every maintenance interval, the scheduler's
+    locks and pub/sub channel) at INFO, which buries the job lines in a terminal. Those records
+    are lowered to DEBUG and shown only when their logger is set to DEBUG."""
+
+    ROUTINE = ("Worker %s: cleaning", "Worker %s: subscribing", "Worker %s: unsubscribing",
+               "Acquired scheduler lock", "Scheduler for", "Scheduler stopping", "Scheduler with PID")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(self.ROUTINE):
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = False, **options) -> None:
     """`snapasset worker`: bootstrap, start the render pool, then work with RQ's scheduler."""
+    for name in ("rq.worker", "rq.scheduler"):
+        logging.getLogger(name).addFilter(RoutineAtDebug())
     ctx = bootstrap(settings)
     pool = make_concurrent(ctx)
     try:

@@ -108,6 +108,7 @@ class Job:
     failed_reason: str | None = None
     message: str | None = None
     estimated_time: str | None = None
+    estimated_seconds: float | None = None   # from recent jobs' run times; None before any finished
     stream_url: str | None = None
     status_url: str | None = None
     raw: Raw = field(default_factory=dict, repr=False, compare=False)
@@ -124,7 +125,8 @@ class Job:
                    result=JobResult.from_json(result) if isinstance(result, dict) else None,
                    error=JobError.from_json(error) if isinstance(error, dict) else None,
                    failed_reason=data.get("failedReason"), message=data.get("message"),
-                   estimated_time=data.get("estimatedTime"), stream_url=data.get("streamUrl"),
+                   estimated_time=data.get("estimatedTime"), estimated_seconds=data.get("estimatedSeconds"),
+                   stream_url=data.get("streamUrl"),
                    status_url=data.get("statusUrl"), raw=data)
 
     @property

@@ -90,7 +90,7 @@ def test_session_is_built_on_first_use_and_closed_with_the_client(mocked):
 def test_create_job_sends_the_documented_body_and_headers(client, mocked):
     mocked.post(f"{BASE}/api/jobs", status=201, json={
         "jobId": JOB_ID, "status": "queued", "message": "Job created successfully",
-        "estimatedTime": "30 seconds", "statusUrl": f"/api/jobs/{JOB_ID}",
+        "estimatedTime": "30 seconds", "estimatedSeconds": 29.5, "statusUrl": f"/api/jobs/{JOB_ID}",
         "streamUrl": f"/api/sse/jobs/{JOB_ID}?token=abc"})
     job = client.create_job("A beautiful sunset over mountains",
                             ["instagram-post", "twitter-post"],
@@ -105,7 +105,7 @@ def test_create_job_sends_the_documented_body_and_headers(client, mocked):
         "options": {"quality": "high", "format": "png"}, "userId": "u-1",
         "webhookUrl": "https://example.com/hook"}
     assert isinstance(job, Job)
-    assert (job.job_id, job.status, job.estimated_time) == (JOB_ID, "queued", "30 seconds")
+    assert (job.job_id, job.status, job.estimated_time, job.estimated_seconds) == (JOB_ID, "queued", "30 seconds", 29.5)
     assert job.stream_url == f"/api/sse/jobs/{JOB_ID}?token=abc"
     assert job.status_url == f"/api/jobs/{JOB_ID}"
 

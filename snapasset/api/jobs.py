@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from snapasset.api import limits, presentation
-from snapasset.api.common import absolute_url, absolutize_result, job_owner, json_body, require_user, services
+from snapasset.api.common import (absolute_url, absolutize_result, job_owner, json_body, principal,
+                                  require_user, services)
 from snapasset.jobrecord import Status
 from snapasset.schema import invalid, parse_job_request
 
@@ -18,16 +19,16 @@ IDEMPOTENCY_KEY_MAX = 255
 
 @bp.post("")
 def create_job():
+    caller = principal()   # who is asking comes before what they ask: a bad token is 401 whatever the body
     request_body = parse_job_request(json_body())
-    user_id = require_user(request_body.user_id)
+    user_id = require_user(request_body.user_id, caller=caller)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
         raise invalid({"Idempotency-Key": f"must be 1 to {IDEMPOTENCY_KEY_MAX} characters"})
     svc = services()
     created = svc.jobs.create(user_id, request_body, idempotency_key=key,
                               quota=limits.current_limits().job_quota(user_id))
-    body = presentation.created_body(created, queued=svc.jobs.queued_count(),
-                                     concurrency=svc.settings.worker_concurrency)
+    body = presentation.created_body(created, estimate=svc.jobs.estimate())
     token = svc.auth.mint_stream_token(user_id, body["jobId"])
     body["statusUrl"] = absolute_url(body["statusUrl"])
     body["streamUrl"] = absolute_url(f"/api/sse/jobs/{body['jobId']}?token={token}")

@@ -40,7 +40,7 @@ from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse
 
 from snapasset.api.common import caller_identity
-from snapasset.config import Settings
+from snapasset.config import Env, Settings
 from snapasset.errors import APIError, ErrorCode, error_body
 
 __all__ = ["RateLimits", "JobQuota", "init_app", "rate_limit_key", "storage_uri", "EXTENSION",
@@ -107,6 +107,7 @@ class RateLimits:
     limiter: Limiter
     job_limit: RateLimitItem
     key_prefix: str
+    name_settings: bool = False   # development: a 429 says which setting raises the limit
 
     def job_quota(self, user_id: str) -> JobQuota:
         return JobQuota(self, user_id)
@@ -129,7 +130,8 @@ class JobQuota:
         if not accepted:
             strategy.hit(self.limits.job_limit, *self.args, cost=-1)   # count accepted jobs only
             raise rate_limited(self._request_limit(breached=True),
-                               f"Job creation limit reached ({self.limits.job_limit}); try again later")
+                               f"Job creation limit reached ({describe(self.limits.job_limit)})",
+                               setting=Env.JOB_RATE_LIMIT if self.limits.name_settings else None)
 
     def release(self) -> None:
         self.limits.limiter.limiter.hit(self.limits.job_limit, *self.args, cost=-1)
@@ -139,11 +141,35 @@ def _seconds_until(moment: float) -> int:
     return max(1, math.ceil(moment - time.time()))
 
 
-def rate_limited(limit: RequestLimit, message: str) -> APIError:
+def _in_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} minutes"
+    return f"{round(seconds / 3600)} hours"
+
+
+def rate_limited(limit: RequestLimit, what: str, *, setting: str | None = None) -> APIError:
+    """429 for `what` ("Job creation limit reached (20 per 1 hour)"), saying when to try again
+    and, in development (`setting` given), which setting raises the limit."""
     reset = limit.window[0]
     retry_after = _seconds_until(reset)
+    message = f"{what}; try again in {_in_words(retry_after)}"
+    if setting:
+        message += (f". In development, set {setting} to raise it "
+                    f"(e.g. {setting}='{limit.limit.amount * 10} per {_window(limit.limit)}')")
     return APIError(429, ErrorCode.RATE_LIMIT_EXCEEDED, message,
                     headers={Header.RETRY_AFTER: str(retry_after)}, extra={"retryAfter": retry_after})
+
+
+def _window(item: RateLimitItem) -> str:
+    unit = item.GRANULARITY.name
+    return unit if item.multiples == 1 else f"{item.multiples} {unit}s"
+
+
+def describe(item: RateLimitItem) -> str:
+    """'20 per hour', '100 per 15 minutes': a limit as SNAPASSET_*_RATE_LIMIT writes it."""
+    return f"{item.amount} per {_window(item)}"
 
 
 def _headline(limits: list[RequestLimit]) -> tuple[RequestLimit, tuple[float, int]] | None:
@@ -181,13 +207,15 @@ def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
     )
     limiter.request_filter(_exempt)
     limiter.init_app(app)
-    limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit), key_prefix=settings.queue_name)
+    limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit), key_prefix=settings.queue_name,
+                        name_settings=not settings.production)
     app.extensions[EXTENSION] = limits
 
     @app.errorhandler(RateLimitExceeded)
     def handle_rate_limited(exc: RateLimitExceeded):
         breached = next((lim for lim in limiter.current_limits if lim.breached), limiter.current_limit)
-        error = rate_limited(breached, f"Rate limit exceeded ({exc.limit.limit}); try again later") \
+        error = rate_limited(breached, f"Rate limit exceeded ({describe(exc.limit.limit)})",
+                             setting=Env.RATE_LIMIT if limits.name_settings else None) \
             if breached is not None else APIError(429, ErrorCode.RATE_LIMIT_EXCEEDED, "Rate limit exceeded")
         response = jsonify(error_body(429, error.error_code, error.message, **error.extra))
         response.status_code = 429

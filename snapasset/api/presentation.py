@@ -6,6 +6,7 @@ from __future__ import annotations
 from rq.job import Job
 
 from snapasset import jobrecord
+from snapasset.estimates import Estimate
 from snapasset.jobrecord import Status, iso, status_of
 from snapasset.jobs import Created
 
@@ -40,12 +41,11 @@ def describe(job: Job) -> dict:
     return body
 
 
-def created_body(created: Created, *, queued: int, concurrency: int) -> dict:
+def created_body(created: Created, *, estimate: Estimate) -> dict:
     """POST /api/jobs body (before the blueprint adds absolute and stream URLs)."""
-    seconds = 30 + 10 * (queued // max(1, concurrency))
     return {"jobId": created.job_id, "status": created.status,
             "message": "Job created successfully",
-            "estimatedTime": f"{seconds} seconds",
+            "estimatedTime": estimate.text, "estimatedSeconds": estimate.seconds,
             "statusUrl": f"/api/jobs/{created.job_id}"}
 
 

@@ -26,6 +26,14 @@
     return node;
   }
 
+  /* The document's descriptions are Markdown (as OpenAPI says), rendered by the vendored marked;
+     the text is this server's own /openapi.json. `inline` for a table cell or a line. */
+  function markdown(text, inline) {
+    var node = el(inline ? "span" : "div", { className: "markdown" });
+    node.innerHTML = inline ? window.marked.parseInline(text || "") : window.marked.parse(text || "");
+    return node;
+  }
+
   function resolve(schema) {
     var seen = 0;
     while (schema && schema.$ref && seen++ < 10) {
@@ -53,7 +61,7 @@
     var body = el("tbody", {}, parameters.map(function (p) {
       return el("tr", {}, [el("td", {}, [el("code", { text: p.name })]), el("td", { text: p.in }),
                            el("td", { text: typeOf(p.schema) + (p.required ? " (required)" : "") }),
-                           el("td", { text: p.description || "" })]);
+                           el("td", {}, [markdown(p.description, true)])]);
     }));
     return el("table", {}, [el("thead", {}, [el("tr", {}, ["name", "in", "type", "about"].map(function (h) {
       return el("th", { scope: "col", text: h });
@@ -68,8 +76,8 @@
         var schema = content[type].schema;
         return type + (schema && schema.$ref ? " — " + schema.$ref.split("/").pop() : "");
       });
-      return el("li", {}, [el("code", { text: status }), " " + (response.description || "") +
-                           (types.length ? " [" + types.join(", ") + "]" : "")]);
+      return el("li", {}, [el("code", { text: status }), " ", markdown(response.description, true),
+                           types.length ? " [" + types.join(", ") + "]" : null]);
     }));
   }
 
@@ -103,7 +111,7 @@
       bodyInput.value = sample === undefined ? "{}" : JSON.stringify(sample, null, 2);
       fields.push(el("div", { className: "field" }, [el("label", { for: bodyId, text: "JSON body" }), bodyInput]));
     }
-    var output = el("pre", { "aria-live": "polite", "aria-label": "Response" });
+    var output = el("pre", { "aria-live": "polite", "aria-label": "Response", tabindex: "0" });   // scrollable: reachable by keyboard
     var button = el("button", { type: "button", className: "primary", text: isStream ? "Open stream" : "Send" });
     var source = null;
 
@@ -154,7 +162,7 @@
 
   function operationView(path, method, operation) {
     var body = el("div", { className: "body" }, [
-      operation.description ? el("p", { text: operation.description }) : null,
+      operation.description ? markdown(operation.description) : null,
       el("p", { text: "Auth: " + ((operation.security || spec.security || []).map(function (req) {
         return Object.keys(req).join(" + ") || "none";
       }).join(" or ") || "none") }),
@@ -173,8 +181,8 @@
   }
 
   function render() {
-    summary.textContent = spec.info.title + " " + spec.info.version + " (OpenAPI " + spec.openapi + "). " +
-                          (spec.info.description || "");
+    summary.replaceChildren(spec.info.title + " " + spec.info.version + " (OpenAPI " + spec.openapi + "). ",
+                            markdown(spec.info.description, true));
     var byTag = {};
     Object.keys(spec.paths).forEach(function (path) {
       METHODS.forEach(function (method) {

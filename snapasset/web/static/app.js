@@ -1,53 +1,130 @@
-/* The SnapAsset page: create a job, follow it over Server-Sent Events, show the images. */
+/* The SnapAsset page: compose a job, follow it live over Server-Sent Events, show and download
+   its images, reopen recent jobs.
+
+   Sections, each small: the API (requests with the pasted token, SPEC §4 errors as sentences),
+   the request (read from the form: every control with data-option="<name>" is one entry of
+   `options`, so a new option is markup only), the status panel (progress, stage, estimate,
+   errors, next to the button), the job on screen (its stream, preview and gallery), the zip of
+   all images, and the list of recent jobs. */
 (function () {
   "use strict";
 
   var TOKEN_KEY = "snapasset.token";
+  var PROMPT_MIN = 10;
+  var RECENT_LIMIT = 10;
   var STAGES = { starting: "Starting", generating: "Generating", downloading: "Downloading",
                  saving: "Saving", processing: "Processing" };
+  var UNFINISHED = ["waiting", "active", "delayed"];
+  var EXTENSIONS = { jpeg: "jpg" };
 
-  var form = document.getElementById("generate");
-  var tokenInput = document.getElementById("token");
-  var promptInput = document.getElementById("prompt");
-  var platformList = document.getElementById("platform-list");
-  var platformHelp = document.getElementById("platforms-help");
-  var formatSelect = document.getElementById("format");
-  var fitSelect = document.getElementById("fit");
-  var submitButton = document.getElementById("submit");
-  var cancelButton = document.getElementById("cancel");
-  var formError = document.getElementById("form-error");
-  var progressBar = document.getElementById("progress");
-  var stageText = document.getElementById("stage");
-  var jobError = document.getElementById("job-error");
-  var previewBox = document.getElementById("preview-box");
-  var previewImage = document.getElementById("preview");
-  var imageList = document.getElementById("images");
+  function $(id) { return document.getElementById(id); }
 
-  var current = null;   // {jobId, source}
-
-  tokenInput.value = localStorage.getItem(TOKEN_KEY) || "";
-  tokenInput.addEventListener("change", function () {
-    localStorage.setItem(TOKEN_KEY, tokenInput.value.trim());
-  });
+  var form = $("generate");
+  var tokenInput = $("token");
+  var promptInput = $("prompt");
+  var platformList = $("platform-list");
+  var platformHelp = $("platforms-help");
+  var submitButton = $("submit");
+  var cancelButton = $("cancel");
+  var formError = $("form-error");
+  var jobError = $("job-error");
+  var progressBar = $("progress");
+  var stageText = $("stage");
+  var estimateText = $("estimate");
+  var previewBox = $("preview-box");
+  var previewImage = $("preview");
+  var galleryHelp = $("gallery-help");
+  var imageList = $("images");
+  var downloadAllButton = $("download-all");
+  var recentList = $("recent-list");
+  var recentHelp = $("recent-help");
+  var recentRefresh = $("recent-refresh");
 
   function show(element, text) {
     element.textContent = text || "";
     element.hidden = !text;
   }
 
-  function authHeaders() {
-    return { "Authorization": "Bearer " + tokenInput.value.trim() };
+  function plural(count, word) { return count + " " + word + (count === 1 ? "" : "s"); }
+
+  function formatSeconds(seconds) {
+    return seconds < 1 ? "under a second" : seconds < 10 ? seconds.toFixed(1) + " s" : Math.round(seconds) + " s";
   }
 
-  /* The API's error JSON (SPEC §4) as one line. */
+  // -- the API ---------------------------------------------------------------------------------
+  function token() { return tokenInput.value.trim(); }
+
+  /* A SPEC §4 error as something a person can act on: the message, then what each field needs. */
   function describeError(body, status) {
-    if (body && body.code) {
-      var details = body.details ? " (" + Object.keys(body.details).map(function (name) {
-        return name + " " + body.details[name];
-      }).join("; ") + ")" : "";
-      return body.code + ": " + body.message + details;
+    if (!body || !body.code) return "The server answered HTTP " + status + ".";
+    var text = body.message;
+    if (body.details) {
+      text += " — " + Object.keys(body.details).map(function (name) {
+        return name + ": " + body.details[name];
+      }).join("; ");
     }
-    return "HTTP " + status;
+    if (body.code === "UNAUTHORIZED") text += " Paste a valid access token above.";
+    if (body.retryAfter) text += " Try again in " + plural(body.retryAfter, "second") + ".";
+    return text;
+  }
+
+  /* fetch with the token; resolves with the JSON body (null for 204), rejects with an Error
+     whose message is describeError's. */
+  function request(method, path, body) {
+    var headers = { "Authorization": "Bearer " + token() };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, { method: method, headers: headers,
+                         body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(function (response) {
+        if (response.status === 204) return null;
+        return response.json().catch(function () { return null; }).then(function (data) {
+          if (!response.ok) {
+            var error = new Error(describeError(data, response.status));
+            error.status = response.status;
+            throw error;
+          }
+          return data;
+        });
+      });
+  }
+
+  // -- the request -----------------------------------------------------------------------------
+  function selectedPlatforms() {
+    return Array.prototype.map.call(platformList.querySelectorAll("input:checked"), function (box) {
+      return box.value;
+    });
+  }
+
+  function readRequest() {
+    var options = {};
+    Array.prototype.forEach.call(form.querySelectorAll("[data-option]"), function (control) {
+      if (control.value !== "") options[control.dataset.option] = control.value;
+    });
+    return { prompt: promptInput.value.trim(), platforms: selectedPlatforms(), options: options };
+  }
+
+  /* The checks a person can fix before sending; the server checks everything again. */
+  function problemWith(body) {
+    if (!token()) return { message: "Paste an access token first.", field: tokenInput };
+    if (body.prompt.length < PROMPT_MIN) {
+      return { message: "The prompt needs at least " + PROMPT_MIN + " characters.", field: promptInput };
+    }
+    if (!body.platforms.length) {
+      return { message: "Pick at least one platform.", field: platformList.querySelector("input") };
+    }
+    return null;
+  }
+
+  /* The form as a job asked for it (reopening a job), so that it can be run again as it was. */
+  function fillForm(data) {
+    promptInput.value = data.prompt || "";
+    Array.prototype.forEach.call(platformList.querySelectorAll("input"), function (box) {
+      box.checked = (data.platforms || []).indexOf(box.value) >= 0;
+    });
+    Array.prototype.forEach.call(form.querySelectorAll("[data-option]"), function (control) {
+      var value = (data.options || {})[control.dataset.option];
+      if (value !== undefined) control.value = value;
+    });
   }
 
   function loadPlatforms() {
@@ -63,6 +140,7 @@
         box.value = platform.id;
         box.id = "platform-" + platform.id;
         var name = document.createElement("span");
+        name.className = "name";
         name.textContent = platform.name;
         var dims = document.createElement("span");
         dims.className = "dims";
@@ -70,24 +148,52 @@
         label.append(box, name, dims);
         platformList.append(label);
       });
-      platformHelp.textContent = "Pick one or more.";
+      platformHelp.textContent = "Pick one or more";
     }).catch(function (error) {
-      platformHelp.textContent = "Could not load the platforms: " + error.message;
+      platformHelp.textContent = "Could not load them: " + error.message;
     });
   }
 
-  function selectedPlatforms() {
-    return Array.prototype.map.call(platformList.querySelectorAll("input:checked"), function (box) {
-      return box.value;
-    });
+  // -- the status panel ------------------------------------------------------------------------
+  function resetStatus(text) {
+    show(formError, "");
+    show(jobError, "");
+    progressBar.value = 0;
+    progressBar.textContent = "0%";
+    stageText.textContent = text;
+    show(estimateText, "");
   }
 
-  function setProgress(value, text) {
-    if (typeof value === "number") {
-      progressBar.value = Math.max(progressBar.value, value);   // never backwards on screen
-      progressBar.textContent = progressBar.value + "%";
-    }
-    if (text) stageText.textContent = text;
+  function setProgress(value) {
+    if (typeof value !== "number") return;
+    progressBar.value = Math.max(progressBar.value, value);   // never backwards on screen
+    progressBar.textContent = progressBar.value + "%";
+  }
+
+  /* "3.2 s so far · recent jobs took about 0.4 s": the estimate is the server's, from the run
+     times of the jobs that finished last (estimatedSeconds), never a fixed guess. */
+  function showTiming() {
+    if (!current) return;
+    var elapsed = (Date.now() - current.started) / 1000;
+    var parts = [formatSeconds(elapsed) + " so far"];
+    if (current.estimate != null) parts.push("recent jobs took about " + formatSeconds(current.estimate));
+    else if (current.estimate === null) parts.push("no estimate yet: no job has finished");
+    show(estimateText, parts.join(" · "));
+  }
+
+  // -- the job on screen -----------------------------------------------------------------------
+  var current = null;   // {jobId, source, started (ms), estimate (s, null or undefined), timer}
+
+  function clearGallery() {
+    imageList.replaceChildren();
+    downloadAllButton.hidden = true;
+    galleryHelp.hidden = false;
+    previewBox.hidden = true;
+  }
+
+  function fileName(image) {
+    var format = image.format || "bin";
+    return image.platformId + "-" + image.width + "x" + image.height + "." + (EXTENSIONS[format] || format);
   }
 
   function formatSize(bytes) {
@@ -95,14 +201,14 @@
   }
 
   function addImage(image) {
-    if (imageList.querySelector('[data-platform="' + image.platformId + '"]')) return;   // seen it
+    var key = image.platformId + "/" + (image.variant || 0);
+    if (imageList.querySelector('[data-key="' + key + '"]')) return;   // seen it
     var item = document.createElement("li");
+    item.dataset.key = key;
     item.dataset.platform = image.platformId;
+    item.dataset.url = new URL(image.url, location.href).href;
+    item.dataset.file = fileName(image);
     var figure = document.createElement("figure");
-    var link = document.createElement("a");
-    link.href = image.url;
-    link.target = "_blank";
-    link.rel = "noopener";
     var img = document.createElement("img");
     img.width = image.width;
     img.height = image.height;
@@ -111,25 +217,43 @@
       var placeholder = window.Blurhash.toDataURL(image.blurhash, 32, Math.max(1, Math.round(32 * image.height / image.width)));
       if (placeholder) img.style.backgroundImage = "url(" + placeholder + ")";
     }
-    img.src = new URL(image.url, location.href).href;
-    link.append(img);
+    img.src = item.dataset.url;
     var caption = document.createElement("figcaption");
     var title = document.createElement("strong");
     title.textContent = image.platform;
-    caption.append(title, " — " + image.width + "×" + image.height + " · " +
-                   (image.format || "").toUpperCase() + " · " + formatSize(image.size || 0));
-    figure.append(link, caption);
+    var facts = document.createElement("span");
+    facts.textContent = image.width + "×" + image.height + " · " + (image.format || "").toUpperCase() +
+                        " · " + formatSize(image.size || 0);
+    var download = document.createElement("a");
+    download.href = item.dataset.url;
+    download.download = item.dataset.file;
+    download.textContent = "Download";
+    download.setAttribute("aria-label", "Download the " + image.platform + " image");
+    caption.append(title, facts, download);
+    figure.append(img, caption);
     item.append(figure);
     imageList.append(item);
+    galleryHelp.hidden = true;
+    downloadAllButton.hidden = false;
   }
 
-  function finish(text, isError) {
-    if (current && current.source) current.source.close();
+  function stopFollowing() {
+    if (!current) return;
+    if (current.source) current.source.close();
+    clearInterval(current.timer);
+  }
+
+  function finish(text, errorText) {
+    showTiming();
+    stopFollowing();
+    if (current) show(estimateText, "Took " + formatSeconds((Date.now() - current.started) / 1000) + ".");
     current = null;
     submitButton.disabled = false;
     cancelButton.disabled = true;
     previewBox.hidden = true;
-    if (isError) show(jobError, text); else stageText.textContent = text;
+    stageText.textContent = text;
+    if (errorText) show(jobError, errorText);
+    loadRecent();
   }
 
   function onEvent(message) {
@@ -137,11 +261,14 @@
     try { data = JSON.parse(message.data); } catch (error) { return; }
     switch (data.type) {
       case "connected":
-        setProgress(data.progress, "Job " + data.jobId + " is " + data.status + ".");
+        setProgress(data.progress);
+        stageText.textContent = data.status === "waiting" ? "Waiting for a worker…" :
+                                data.status === "delayed" ? "Waiting to retry…" : "Running…";
         break;
       case "progress":
         show(jobError, "");
-        setProgress(data.progress, data.message || (STAGES[data.stage] || data.stage) + "…");
+        setProgress(data.progress);
+        stageText.textContent = data.message || (STAGES[data.stage] || data.stage) + "…";
         if (data.preview) {
           previewImage.src = data.preview;
           previewBox.hidden = false;
@@ -149,16 +276,17 @@
         break;
       case "image":
         previewBox.hidden = true;
-        setProgress(data.progress, "Ready: " + data.image.platform);
+        setProgress(data.progress);
+        stageText.textContent = "Ready: " + data.image.platform;
         addImage(data.image);
         break;
       case "failed":
         var error = data.error || {};
+        var reason = (error.message || "The job failed") + (error.code ? " (" + error.code + ")" : "");
         if (data.willRetry) {
-          show(jobError, (error.code || "FAILED") + ": " + (error.message || "") + " — retrying" +
-               (data.retryIn ? " in " + data.retryIn + " s" : "") + "…");
+          show(jobError, reason + " — retrying" + (data.retryIn ? " in " + data.retryIn + " s" : "") + "…");
         } else {
-          finish((error.code || "FAILED") + ": " + (error.message || "The job failed"), true);
+          finish("Failed.", reason);
         }
         break;
       case "cancelled":
@@ -167,56 +295,50 @@
       case "done":
         ((data.result && data.result.images) || []).forEach(addImage);
         setProgress(100);
-        var count = imageList.children.length;
-        finish("Done: " + count + " image" + (count === 1 ? "" : "s") + ".");
+        finish("Done: " + plural(imageList.children.length, "image") + ".");
         break;
     }
   }
 
-  function follow(jobId, streamUrl) {
+  /* Follow a job's events; `started` is when it was created (ms), `estimate` the server's. */
+  function follow(jobId, streamUrl, started, estimate) {
+    stopFollowing();
+    imageList.dataset.jobId = jobId;
     var source = new EventSource(streamUrl);
-    current = { jobId: jobId, source: source };
+    current = { jobId: jobId, source: source, started: started, estimate: estimate,
+                timer: setInterval(showTiming, 500) };
+    submitButton.disabled = true;
+    cancelButton.disabled = false;
+    showTiming();
     source.onmessage = onEvent;
     source.onerror = function () {
       // EventSource reconnects by itself (with Last-Event-ID); CLOSED means it gave up.
       if (source.readyState === EventSource.CLOSED && current && current.source === source) {
-        finish("Lost the connection to the live updates; reload to look again.", true);
+        finish("Lost the live updates.", "The connection to the live updates closed; reopen the job below.");
       }
     };
   }
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    show(formError, "");
-    var platforms = selectedPlatforms();
-    var token = tokenInput.value.trim();
-    var prompt = promptInput.value.trim();
-    if (!token) return show(formError, "Paste an access token first.");
-    if (prompt.length < 10) return show(formError, "The prompt needs at least 10 characters.");
-    if (!platforms.length) return show(formError, "Pick at least one platform.");
-    localStorage.setItem(TOKEN_KEY, token);
-
-    if (current && current.source) current.source.close();
-    imageList.replaceChildren();
-    show(jobError, "");
-    progressBar.value = 0;
-    progressBar.textContent = "0%";
-    stageText.textContent = "Creating the job…";
+    var body = readRequest();
+    var problem = problemWith(body);
+    if (problem) {
+      show(formError, problem.message);
+      if (problem.field) problem.field.focus();
+      return;
+    }
+    localStorage.setItem(TOKEN_KEY, token());
+    stopFollowing();
+    current = null;
+    clearGallery();
+    resetStatus("Creating the job…");
     submitButton.disabled = true;
-
-    fetch("/api/jobs", {
-      method: "POST",
-      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
-      body: JSON.stringify({ prompt: prompt, platforms: platforms, options: { format: formatSelect.value, fit: fitSelect.value } })
-    }).then(function (response) {
-      return response.json().catch(function () { return null; }).then(function (body) {
-        if (!response.ok) throw new Error(describeError(body, response.status));
-        return body;
-      });
-    }).then(function (body) {
-      stageText.textContent = "Queued (about " + body.estimatedTime + ").";
-      cancelButton.disabled = false;
-      follow(body.jobId, body.streamUrl);
+    var sent = Date.now();
+    request("POST", "/api/jobs", body).then(function (created) {
+      stageText.textContent = "Queued.";
+      follow(created.jobId, created.streamUrl, sent, created.estimatedSeconds);
+      loadRecent(created.jobId);
     }).catch(function (error) {
       submitButton.disabled = false;
       stageText.textContent = "No job running.";
@@ -227,16 +349,119 @@
   cancelButton.addEventListener("click", function () {
     if (!current) return;
     cancelButton.disabled = true;
-    fetch("/api/jobs/" + encodeURIComponent(current.jobId) + "/cancel", {
-      method: "DELETE", headers: authHeaders()
-    }).then(function (response) {
-      if (response.ok) return;   // the stream's `cancelled` event ends the job on screen
-      return response.json().catch(function () { return null; }).then(function (body) {
-        cancelButton.disabled = !current;
-        show(jobError, describeError(body, response.status));
-      });
+    // the stream's `cancelled` event ends the job on screen
+    request("DELETE", "/api/jobs/" + encodeURIComponent(current.jobId) + "/cancel").catch(function (error) {
+      cancelButton.disabled = !current;
+      show(jobError, error.message);
     });
   });
 
+  // -- download all ----------------------------------------------------------------------------
+  /* One .zip made here in the browser (fflate, stored without recompression: the images are
+     compressed already) from the images on screen, fetched from where they are served. */
+  downloadAllButton.addEventListener("click", function () {
+    var items = Array.prototype.slice.call(imageList.children);
+    var jobId = imageList.dataset.jobId || "snapasset-images";
+    downloadAllButton.disabled = true;
+    show(jobError, "");
+    Promise.all(items.map(function (item) {
+      return fetch(item.dataset.url).then(function (response) {
+        if (!response.ok) throw new Error("could not fetch " + item.dataset.file + " (HTTP " + response.status + ")");
+        return response.arrayBuffer();
+      }).then(function (buffer) { return [item.dataset.file, new Uint8Array(buffer)]; });
+    })).then(function (files) {
+      var entries = {};
+      files.forEach(function (file) { entries[file[0]] = [file[1], { level: 0 }]; });
+      var blob = new Blob([window.fflate.zipSync(entries)], { type: "application/zip" });
+      var link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = jobId + ".zip";
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(function () { URL.revokeObjectURL(link.href); }, 10000);
+    }).catch(function (error) {
+      show(jobError, "The zip failed: " + error.message);
+    }).then(function () {
+      downloadAllButton.disabled = false;
+    });
+  });
+
+  // -- recent jobs -----------------------------------------------------------------------------
+  function loadRecent(selectedId) {
+    if (!token()) {
+      recentList.replaceChildren();
+      recentHelp.textContent = "Paste a token to see your jobs.";
+      recentHelp.hidden = false;
+      return;
+    }
+    request("GET", "/api/jobs?limit=" + RECENT_LIMIT).then(function (body) {
+      recentList.replaceChildren.apply(recentList, body.jobs.map(function (job) {
+        var item = document.createElement("li");
+        var button = document.createElement("button");
+        button.type = "button";
+        button.dataset.jobId = job.jobId;
+        var when = document.createElement("span");
+        when.className = "when";
+        when.textContent = new Date(job.createdAt).toLocaleString();
+        var status = document.createElement("span");
+        status.className = "badge " + job.status;
+        status.textContent = job.status + (UNFINISHED.indexOf(job.status) >= 0 ? " " + job.progress + "%" : "");
+        var verb = document.createElement("span");
+        verb.className = "visually-hidden";
+        verb.textContent = "Open the job of ";
+        button.append(verb, when, status);
+        if (job.jobId === (selectedId || imageList.dataset.jobId)) button.setAttribute("aria-current", "true");
+        button.addEventListener("click", function () { reopen(job.jobId); });
+        item.append(button);
+        return item;
+      }));
+      recentHelp.textContent = body.jobs.length ? "" : "No jobs yet.";
+      recentHelp.hidden = body.jobs.length > 0;
+    }).catch(function (error) {
+      recentList.replaceChildren();
+      recentHelp.textContent = error.message;
+      recentHelp.hidden = false;
+    });
+  }
+
+  /* Show a job again: its request in the form, its images, its outcome, and its live events if
+     it is still running. */
+  function reopen(jobId) {
+    stopFollowing();
+    current = null;
+    request("GET", "/api/jobs/" + encodeURIComponent(jobId)).then(function (job) {
+      clearGallery();
+      fillForm(job.data || {});
+      imageList.dataset.jobId = job.jobId;
+      resetStatus("");
+      setProgress(job.progress);
+      ((job.result && job.result.images) || []).forEach(addImage);
+      var started = Date.parse(job.createdAt);
+      if (UNFINISHED.indexOf(job.status) >= 0) {
+        stageText.textContent = "Reopened: " + job.status + ".";
+        follow(job.jobId, "/api/sse/jobs/" + encodeURIComponent(job.jobId) + "?access_token=" +
+               encodeURIComponent(token()), started);
+      } else {
+        submitButton.disabled = false;
+        cancelButton.disabled = true;
+        stageText.textContent = "Reopened: " + job.status + (job.result ? ", " + plural(job.result.images.length, "image") : "") + ".";
+        if (job.finishedAt) show(estimateText, "Took " + formatSeconds((Date.parse(job.finishedAt) - started) / 1000) + ".");
+        if (job.error) show(jobError, job.error.message + " (" + job.error.code + ")");
+      }
+      loadRecent(job.jobId);
+    }).catch(function (error) {
+      show(jobError, error.message);
+    });
+  }
+
+  // -- start -----------------------------------------------------------------------------------
+  tokenInput.value = localStorage.getItem(TOKEN_KEY) || "";
+  tokenInput.addEventListener("change", function () {
+    localStorage.setItem(TOKEN_KEY, token());
+    loadRecent();
+  });
+  recentRefresh.addEventListener("click", function () { loadRecent(); });
   loadPlatforms();
+  loadRecent();
 })();
