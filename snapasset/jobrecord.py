@@ -35,7 +35,7 @@ from snapasset import keys, rqcompat
 from snapasset.errors import ErrorCode, utcnow_iso
 
 __all__ = ["Status", "api_status", "status_of", "iso", "Stage", "JobState", "new_state", "state_of", "owner_of",
-           "start_attempt", "record_progress", "record_failure", "record_lost", "mark_cancelled",
+           "stage_of", "start_attempt", "record_progress", "record_failure", "record_lost", "mark_cancelled",
            "is_marked_cancelled", "reset_for_retry", "undo_attempt", "stored_error", "save_state",
            "EventType", "Event", "Connected", "UserConnected", "Progress", "Image", "Failed",
            "Cancelled", "Done", "publish", "entry_payload", "is_terminal", "with_absolute_urls",
@@ -103,6 +103,10 @@ class Stage:
     SAVING = "saving"
     PROCESSING = "processing"
     ALL = (STARTING, GENERATING, DOWNLOADING, SAVING, PROCESSING)
+    # a finished job's stage is its outcome, whatever its last attempt was doing
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class JobState(TypedDict, total=False):
@@ -128,6 +132,15 @@ def state_of(job: Job) -> JobState:
 
 def owner_of(job: Job) -> str | None:
     return state_of(job).get("userId")
+
+
+_ENDED_STAGE = {Status.COMPLETED: Stage.DONE, Status.FAILED: Stage.FAILED, Status.CANCELLED: Stage.CANCELLED}
+
+
+def stage_of(job: Job, status: str) -> str | None:
+    """The stage the API shows for a job in `status`: done, failed or cancelled once it ended
+    (not the "processing" its last attempt was in), else what the running attempt is doing."""
+    return _ENDED_STAGE.get(status) or state_of(job).get("stage")
 
 
 def _log(state: JobState, line: str) -> None:

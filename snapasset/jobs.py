@@ -34,7 +34,7 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from snapasset import jobrecord, keys, rqcompat
-from snapasset.config import Settings
+from snapasset.config import Env, Settings
 from snapasset.errors import IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotFound, JobNotRetryable
 from snapasset.estimates import Estimate, estimate
 from snapasset.jobrecord import Status, api_status, status_of
@@ -208,7 +208,9 @@ class JobService:
                     if len(live) >= self.settings.max_active_jobs:
                         raise JobLimitExceeded(
                             f"You already have {len(live)} unfinished jobs; the limit is "
-                            f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one.",
+                            f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one."
+                            + ("" if self.settings.production else
+                               f" In development, set {Env.MAX_ACTIVE_JOBS} to allow more."),
                             retry_after=JOB_SLOT_RETRY_AFTER)
                     pipe.multi()
                     if stale:

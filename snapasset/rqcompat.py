@@ -172,6 +172,20 @@ class CompatWorker(BaseWorker):
             self._start_scheduler(burst, logging_level, date_format, log_format)
         self._install_signal_handlers()
 
+    def unsubscribe(self):
+        """RQ's, in the other order. Its pub/sub thread blocks up to 60 s waiting for a message,
+        and RQ unsubscribes before telling it to stop, so the server's reply can wake the thread
+        before the flag is set; it then sleeps again and RQ's join gives up after 1 s, a second
+        added to every stop by chance. Told to stop first, the thread quits on that reply.
+
+        Relies on: `pubsub` and `pubsub_thread` (redis-py's PubSubWorkerThread), set by
+        BaseWorker.subscribe."""
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
     def _shutdown(self):
         # Relies on: request_stop (RQ's SIGTERM/SIGINT handler) calling `_shutdown()`.
         self.begin_shutdown()

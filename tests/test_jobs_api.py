@@ -91,7 +91,8 @@ def test_cancel_a_waiting_job(client, auth, run_jobs, redis_handle):
     r = client.delete(f"/api/jobs/{job_id}/cancel", headers=auth)
     assert r.status_code == 200
     assert r.json == {"jobId": job_id, "status": "cancelled", "message": "Job cancelled successfully"}
-    assert client.get(f"/api/jobs/{job_id}", headers=auth).json["status"] == "cancelled"
+    cancelled = client.get(f"/api/jobs/{job_id}", headers=auth).json
+    assert (cancelled["status"], cancelled["stage"]) == ("cancelled", "cancelled")
     assert event_types(redis_handle, job_id) == ["cancelled"]
     run_jobs()   # no worker picks it up
     assert client.get(f"/api/jobs/{job_id}", headers=auth).json["status"] == "cancelled"
@@ -121,6 +122,8 @@ def test_cancel_an_active_job_mid_render_on_a_real_worker(client, auth, settings
     assert r.status_code == 200 and r.json["status"] == "cancelled"
 
     wait_for(lambda: client.get(f"/api/jobs/{job_id}", headers=auth).json["status"] == "cancelled", timeout=30)
+    # stopped while processing its platforms: its stage ends with it
+    assert client.get(f"/api/jobs/{job_id}", headers=auth).json["stage"] == "cancelled"
     wait_for(lambda: "cancelled" in event_types(redis_handle, job_id), timeout=30)
     types = event_types(redis_handle, job_id)
     assert "done" not in types and types[-1] == "cancelled"
@@ -153,13 +156,14 @@ def test_retry_a_failed_job(flaky, auth, redis_handle):
     run()
     failed = client.get(f"/api/jobs/{job_id}", headers=auth).json
     assert failed["status"] == "failed" and failed["error"]["code"] == "PROVIDER_ERROR"
+    assert failed["stage"] == "failed"
     assert event_types(redis_handle, job_id)[-1] == "failed"
 
     r = client.post(f"/api/jobs/{job_id}/retry", headers=auth)
     assert r.status_code == 200
     assert r.json == {"jobId": job_id, "status": "retrying", "message": "Job has been queued for retry"}
     waiting = client.get(f"/api/jobs/{job_id}", headers=auth).json
-    assert waiting["status"] == "waiting" and waiting["progress"] == 0
+    assert waiting["status"] == "waiting" and waiting["progress"] == 0 and waiting["stage"] is None
     assert "error" not in waiting and waiting["attemptsMade"] == 0
     assert event_types(redis_handle, job_id) == []        # nothing stale for a stream opened now
     assert client.post(f"/api/jobs/{job_id}/retry", headers=auth).status_code == 409
@@ -167,6 +171,7 @@ def test_retry_a_failed_job(flaky, auth, redis_handle):
     run()
     done = client.get(f"/api/jobs/{job_id}", headers=auth).json
     assert done["status"] == "completed", done
+    assert done["stage"] == "done"    # not the "processing" of its last step
     assert done["result"]["images"][0]["platformId"] == "facebook-cover"
     types = event_types(redis_handle, job_id)
     assert types[-1] == "done" and "failed" not in types

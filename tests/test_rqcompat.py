@@ -151,6 +151,20 @@ def test_the_worker_internals_compat_worker_exposes(queue, redis_handle):
     assert seen == [False]
 
 
+def test_unsubscribing_stops_the_pub_sub_thread_at_once(queue, redis_handle):
+    """Worker shutdown waits for this: RQ's own order left the thread asleep (its join then gave
+    up after a second) whenever the unsubscribe reply won the race."""
+    import time
+    for _ in range(20):   # the race went RQ's way about one time in eight
+        worker = rqcompat.CompatWorker([queue], connection=redis_handle.client, serializer=JSONSerializer)
+        worker.subscribe()
+        time.sleep(0.05)   # the thread is waiting for a message
+        started = time.monotonic()
+        worker.unsubscribe()
+        assert time.monotonic() - started < 0.5
+        assert not worker.pubsub_thread.is_alive()
+
+
 def test_rq_private_hooks_have_the_signatures_the_seam_calls():
     def params(func) -> list[str]:
         return list(inspect.signature(func).parameters)

@@ -261,3 +261,14 @@ def test_page_explains_development_tokens(client):
     html = client.get("/").get_data(as_text=True)
     assert "snapasset token" in html
     assert 'for="prompt"' in html and 'for="token"' in html and "<legend>Platforms</legend>" in html
+
+
+def test_the_page_may_fetch_its_images_where_they_are_served(make_app):
+    """Its "Download all" zip fetches the images: connect-src names the public URL's host and
+    Supabase's, and nothing else."""
+    app = make_app(public_url="https://assets.example.com", supabase_url="https://abc.supabase.co",
+                   supabase_service_role_key="service-role-key")
+    policy = app.test_client().get("/").headers["Content-Security-Policy"]
+    connect = next(part for part in policy.split("; ") if part.startswith("connect-src"))
+    assert connect == "connect-src 'self' https://abc.supabase.co https://assets.example.com"
+    assert "script-src 'self';" in policy

@@ -384,18 +384,6 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             except Exception:   # left STARTED: RQ's abandoned-job cleanup retries it once its heartbeat expires
                 self.log.exception("Worker %s: could not requeue job %s", self.name, running.job.id)
 
-    def unsubscribe(self):
-        """RQ's, in the other order: its pub/sub thread blocks up to 60 s waiting for a message,
-        and RQ unsubscribes before telling it to stop, so the server's reply can wake the thread
-        before the flag is set; it then sleeps again and RQ's join gives up after 1 s. Told to
-        stop first, the thread quits on that reply."""
-        if self.pubsub_thread:
-            self.log.debug("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
-            self.pubsub_thread.stop()
-            self.pubsub.unsubscribe()
-            self.pubsub_thread.join(timeout=1)
-            self.pubsub.close()
-
     def _snapshot(self) -> list[Running]:
         with self._changed:
             return [r for r in self._running.values() if not r.abandoned]

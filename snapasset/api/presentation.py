@@ -21,7 +21,7 @@ def describe(job: Job) -> dict:
         "jobId": job.id,
         "status": status,
         "progress": state.get("progress", 0),
-        "stage": state.get("stage"),
+        "stage": jobrecord.stage_of(job, status),
         "data": job.args[0] if job.args else {},
         "logs": state.get("logs", []),
         "attemptsMade": state.get("attempt", 0),

@@ -131,7 +131,7 @@ def job_stream(job_id: str):
         return Response(status=204, headers=HEADERS)
     stored = jobrecord.state_of(job)
     connected = jobrecord.Connected(status=status, progress=stored.get("progress", 0),
-                                    stage=stored.get("stage")).to_wire(job_id)
+                                    stage=jobrecord.stage_of(job, status)).to_wire(job_id)
     heartbeat = _heartbeat()
     subscription = state.hub.subscribe(stream_key, after or "0-0")   # a Redis failure here is a JSON 503
 
