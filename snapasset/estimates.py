@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import redis
 from rq import Queue
-from rq.job import Job
-from rq.utils import utcparse
+
+from snapasset import rqcompat
 
 __all__ = ["Estimate", "estimate", "RECENT_JOBS"]
 
@@ -44,15 +44,7 @@ def recent_run_seconds(conn: redis.Redis, queue: Queue, *, sample: int = RECENT_
     finished registry scores each job by its expiry, which for one result TTL orders them by
     the time they finished."""
     job_ids = queue.finished_job_registry.get_job_ids(0, sample - 1, desc=True, cleanup=False)
-    with conn.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.hmget(Job.key_for(job_id), "started_at", "ended_at")
-        stamps = pipe.execute()
-    runs = []
-    for started, ended in stamps:
-        if started and ended:
-            runs.append((utcparse(ended.decode()) - utcparse(started.decode())).total_seconds())
-    return runs
+    return rqcompat.run_seconds(conn, job_ids)
 
 
 def estimate(conn: redis.Redis, queue: Queue, *, waiting: int, concurrency: int) -> Estimate:

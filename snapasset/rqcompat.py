@@ -19,15 +19,16 @@ from datetime import datetime
 import redis
 from rq.job import Job
 from rq.queue import Queue
-from rq.utils import now
+from rq.utils import now, utcparse
 from rq.worker import BaseWorker
 
-__all__ = ["stored_status", "stored_statuses", "save_meta", "job_result", "requeue_at_front",
+__all__ = ["stored_status", "stored_statuses", "run_seconds", "save_meta", "job_result", "requeue_at_front",
            "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped", "CompatWorker"]
 
 # RQ keeps a job in one hash (Job.key_for(id)); these are two of its fields.
 _STATUS_FIELD = "status"     # JobStatus value, written by every status change
 _META_FIELD = "meta"         # the serialized job.meta, as Job.save_meta writes it
+_STARTED_FIELD, _ENDED_FIELD = "started_at", "ended_at"   # when the last attempt ran
 
 
 def stored_status(conn: redis.Redis, job_id: str) -> str | None:
@@ -47,6 +48,19 @@ def stored_statuses(conn: redis.Redis, job_ids: Iterable[str]) -> list[str | Non
         for job_id in job_ids:
             pipe.hget(Job.key_for(job_id), _STATUS_FIELD)
         return [value.decode() if value else None for value in pipe.execute()]
+
+
+def run_seconds(conn: redis.Redis, job_ids: Iterable[str]) -> list[float]:
+    """How long each of these ended jobs ran (started → ended), in one round trip, without
+    loading their results; jobs gone or never started are left out.
+
+    Relies on: RQ storing `started_at` and `ended_at` as fields of the job hash, as utcformat."""
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(job_id), _STARTED_FIELD, _ENDED_FIELD)
+        stamps = pipe.execute()
+    return [(utcparse(ended.decode()) - utcparse(started.decode())).total_seconds()
+            for started, ended in stamps if started and ended]
 
 
 def save_meta(job: Job, pipeline) -> None:

@@ -46,6 +46,15 @@ def test_stored_status_reads_the_status_field_of_the_job_hash(queue, redis_handl
     assert rqcompat.stored_status(redis_handle.client, job.id) is None
 
 
+def test_run_seconds_reads_when_a_job_started_and_ended(queue, redis_handle):
+    ran = enqueue(queue, add, 1, 2)
+    SimpleWorker([queue], connection=redis_handle.client, serializer=JSONSerializer).work(burst=True)
+    waiting = enqueue(queue, add, 3, 4)
+    ran.refresh()
+    assert rqcompat.run_seconds(redis_handle.client, [ran.id, waiting.id, "gone"]) == [
+        (ran.ended_at - ran.started_at).total_seconds()]
+
+
 def test_save_meta_on_a_pipeline_is_what_fetch_reads_back(queue, redis_handle):
     job = enqueue(queue, add, 1, 2, meta={"userId": "u"})
     job.meta["progress"] = 40
