@@ -252,7 +252,7 @@ def run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_req
     while time.monotonic() - started < args.duration:
         job_id, user, _ = jobs[index % job_count]
         jobrecord.publish(conn, job_id, user, jobrecord.Progress(progress=index % 100, stage="bench",
-                                                                 message=repr(time.time())), ttl=600)
+                                                                 message=repr(time.time())), ttl=600, replay_window=600)
         expected += (n // job_count) + (1 if index % job_count < n % job_count else 0)
         index += 1
         sleep = started + index * interval - time.monotonic()

@@ -29,10 +29,10 @@ def create_app(settings=None, *, redis=None):
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False
+    jobs = JobService(redis.client, settings)
     app.extensions[EXTENSION] = Services(
-        settings=settings, redis=redis,
-        jobs=JobService(redis.client, settings),
-        queue_admin=QueueAdmin(redis.client, settings),
+        settings=settings, redis=redis, jobs=jobs,
+        queue_admin=QueueAdmin(redis.client, settings, jobs),
         auth=Authenticator(settings),
     )
     if settings.trusted_proxies:

@@ -49,6 +49,11 @@ class Principal:
     def is_admin(self) -> bool:
         return "admin" in self.scopes
 
+    @property
+    def may_prioritise(self) -> bool:
+        """Whether it may ask for `high` priority: a `priority`-scoped key or an admin."""
+        return "priority" in self.scopes or self.is_admin
+
 
 class JwksKeys:
     """The public keys of `<SUPABASE_URL>/auth/v1/.well-known/jwks.json`, cached.

@@ -39,7 +39,8 @@ def web_command(settings: Settings, *, workers: int | None = None, bind: str | N
     `snapasset dev` uses) drops the access log and gunicorn's start-up lines."""
     workers = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
     logging_args = ["--log-level", "warning"] if quiet else ["--access-logfile", "-"]
-    return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
+    return [sys.executable, "-m", "gunicorn", "--config", "python:snapasset.gunicorn_config",
+            "--worker-class", "gevent", "--workers", str(workers),
             "--worker-connections", "4000", "--bind", bind or f"0.0.0.0:{settings.port}",
             "--timeout", "60", "--graceful-timeout", "20", *logging_args,
             "snapasset:create_app()"]
@@ -186,6 +187,93 @@ def stats(as_json: bool) -> None:
     click.echo(f"{'paused':>10}  {'yes' if counts['paused'] else 'no'}")
 
 
+@cli.command()
+@click.option("--status", type=click.Choice(["waiting", "active", "completed", "failed", "delayed", "cancelled"]),
+              default=None, help="Only jobs in this state.")
+@click.option("--user", "user_id", default=None, help="Only this user's jobs.")
+@click.option("--code", "error_code", default=None, metavar="CODE",
+              help="Only failed jobs whose error has this code (PROVIDER_ERROR, TIMEOUT ...).")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="Jobs per page.")
+@click.option("--cursor", default=None, help="Where the previous page ended (its `next:` line).")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON (as GET /api/admin/jobs).")
+def jobs(status: str | None, user_id: str | None, error_code: str | None, limit: int, cursor: str | None,
+         as_json: bool) -> None:
+    """List any user's jobs, newest first (operators)."""
+    from snapasset.errors import ErrorCode
+    if error_code is not None and error_code not in ErrorCode.JOB_FAILURES:
+        raise click.BadParameter(f"must be one of {', '.join(ErrorCode.JOB_FAILURES)}", param_hint="--code")
+    from snapasset.api.presentation import admin_list_body
+    admin, _redis = _queue_admin(load_settings())
+    jobs, next_cursor = admin.list_all(status=status, user_id=user_id, error_code=error_code, limit=limit,
+                                       cursor=cursor)
+    page = admin_list_body(jobs, status=status, user_id=user_id, error_code=error_code, next_cursor=next_cursor)
+    if as_json:
+        import json
+        click.echo(json.dumps(page))
+        return
+    for job in page["jobs"]:
+        error = f"  {job['error']['code']}: {job['error']['message']}" if job.get("error") else ""
+        click.echo(f"{job['jobId']}  {job['status']:<9}  {job['progress']:>3}%  {job['createdAt']}  "
+                   f"{job['userId']}{error}")
+    if not page["jobs"]:
+        click.echo("no jobs")
+    if page["nextCursor"]:
+        click.echo(f"next: --cursor {page['nextCursor']}")
+
+
+@cli.command()
+@click.option("--failed", is_flag=True, required=True, help="Retry failed jobs (the only kind retried in bulk).")
+@click.option("--code", "error_code", default=None, metavar="CODE", help="Only those failed with this error code.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Queue at most this many, newest first.")
+def retry(failed: bool, error_code: str | None, limit: int) -> None:
+    """Queue failed jobs again, e.g. after a provider outage: snapasset retry --failed --code PROVIDER_ERROR"""
+    from snapasset.errors import ErrorCode
+    if error_code is not None and error_code not in ErrorCode.JOB_FAILURES:
+        raise click.BadParameter(f"must be one of {', '.join(ErrorCode.JOB_FAILURES)}", param_hint="--code")
+    from snapasset.api.presentation import bulk_retry_body
+    admin, _redis = _queue_admin(load_settings())
+    outcome = bulk_retry_body(*admin.retry_failed(error_code=error_code, limit=limit), error_code=error_code,
+                              limit=limit)
+    for job_id in outcome["jobIds"]:
+        click.echo(f"queued {job_id}")
+    click.echo(f"retried {outcome['retried']} failed job{'s' if outcome['retried'] != 1 else ''}"
+               + (f" with {error_code}" if error_code else "")
+               + (f" ({outcome['skipped']} changed meanwhile)" if outcome["skipped"] else ""))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON (as GET /api/admin/workers).")
+def workers(as_json: bool) -> None:
+    """List the live workers: what each runs now and when it last beat.
+
+    A worker counts as live while its heartbeat is recent (3 missed beats, at most 45 s): a
+    killed one drops out within a minute."""
+    from snapasset.api.admin import worker_json
+    from snapasset.connections import open_redis
+    from snapasset.live_workers import live_workers
+
+    settings = load_settings()
+    redis = open_redis(settings.redis_url, settings.data_dir)
+    found = [worker_json(info) for info in
+             live_workers(redis.client, settings.queue_name, default_interval=settings.worker_heartbeat)]
+    if as_json:
+        import json
+        click.echo(json.dumps({"workers": found, "count": len(found)}))
+        return
+    if not found:
+        click.echo(f"no live worker on queue {settings.queue_name}")
+        return
+    click.echo(f"{'NAME':<34} {'HOST':<20} {'PID':>7} {'STATE':<10} {'JOBS':>9} {'OK':>6} {'FAILED':>6}  LAST BEAT")
+    for worker in found:
+        jobs = f"{len(worker['currentJobs'])}/{worker['concurrency']}"
+        click.echo(f"{worker['name']:<34} {str(worker['hostname']):<20} {worker['pid'] or '':>7} "
+                   f"{worker['state']:<10} {jobs:>9} {worker['successfulJobs']:>6} {worker['failedJobs']:>6}  "
+                   f"{worker['lastHeartbeat']}")
+        for job_id in worker["currentJobs"]:
+            click.echo(f"    running {job_id}")
+
+
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -217,9 +305,10 @@ def _queue_admin(settings: Settings):
     """The queue administration the API uses, on the configured Redis (no HTTP), and the handle
     that keeps an embedded Redis alive while the caller holds it."""
     from snapasset.connections import open_redis
+    from snapasset.jobs import JobService
     from snapasset.queueadmin import QueueAdmin
     redis = open_redis(settings.redis_url, settings.data_dir)
-    return QueueAdmin(redis.client, settings), redis
+    return QueueAdmin(redis.client, settings, JobService(redis.client, settings)), redis
 
 
 class OneLineError(click.ClickException):

@@ -55,6 +55,10 @@ class Env:
     SSE_HEARTBEAT = "SNAPASSET_SSE_HEARTBEAT"
     SECRET_KEY = "SNAPASSET_SECRET_KEY"
     METRICS_TOKEN = "SNAPASSET_METRICS_TOKEN"
+    WORKER_HEARTBEAT = "SNAPASSET_WORKER_HEARTBEAT"
+    EVENTS_TTL = "SNAPASSET_EVENTS_TTL"
+    # prometheus_client's own: the folder where a dyno's web processes keep their metrics
+    PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class ApiKey:
     scopes: frozenset[str]
 
 
-API_KEY_SCOPES = frozenset({"jobs", "admin"})
+API_KEY_SCOPES = frozenset({"jobs", "admin", "priority"})
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -164,6 +168,8 @@ class Settings:
     sse_heartbeat: float = 15.0
     secret_key: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
+    worker_heartbeat: int = 10         # seconds between a worker's heartbeats; 3 missed → listed as gone
+    events_ttl: int = 600              # seconds an ended job's event history (and a user's) is kept for replay
 
     @property
     def production(self) -> bool:
@@ -227,6 +233,8 @@ class Settings:
             sse_heartbeat=_float(env, Env.SSE_HEARTBEAT, 15.0),
             secret_key=env.get(Env.SECRET_KEY) or None,
             metrics_token=env.get(Env.METRICS_TOKEN) or None,
+            worker_heartbeat=_int(env, Env.WORKER_HEARTBEAT, 10, 1),
+            events_ttl=_int(env, Env.EVENTS_TTL, 600, 1),
         )
         settings.validate()
         return settings

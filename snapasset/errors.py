@@ -44,6 +44,8 @@ class ErrorCode:
     STORAGE_ERROR = "STORAGE_ERROR"
     TIMEOUT = "TIMEOUT"
     WORKER_LOST = "WORKER_LOST"
+    JOB_FAILURES = (CONTENT_POLICY_VIOLATION, PROVIDER_ERROR, PROVIDER_RATE_LIMITED, INVALID_IMAGE,
+                    STORAGE_ERROR, TIMEOUT, WORKER_LOST, INTERNAL_ERROR)   # what a failed job carries
 
 
 # The short human title for each HTTP status, as in the spec's example ("Invalid request").

@@ -9,6 +9,15 @@ that names a job's state keys and an event's fields.
   Redis Streams (the entry ids are the SSE ids, so a client that reconnects with Last-Event-ID
   resumes exactly); `entry_payload` reads one back from a stream entry.
 
+What a finished job leaves in Redis is kept small (a stream costs about 3 KB before its first
+entry): its result moves into its state (`record_result`; RQ's per-job result stream goes);
+live previews (data URLs of partial images) go to the job's stream only, and the stream is
+rewritten without them (same entry ids) in the same transaction as the terminal event — XDEL
+alone would hide them but keep their memory until the whole stream goes; the ended job's
+stream is kept for replay `replay_window` seconds (SNAPASSET_EVENTS_TTL), not as long as the
+record — after that the SSE endpoint answers from the record. A user's stream keeps the last
+`replay_window` seconds of events (XADD MINID), however many jobs the user runs.
+
 Adding a field is one edit here:
 
 * to the state: add the key to `JobState` and set it in the function that owns that moment
@@ -24,6 +33,7 @@ How RQ stores the state (the `meta` hash field) is snapasset.rqcompat's business
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypedDict
@@ -36,13 +46,13 @@ from snapasset.errors import ErrorCode, utcnow_iso
 
 __all__ = ["Status", "api_status", "status_of", "iso", "Stage", "JobState", "new_state", "state_of", "owner_of",
            "stage_of", "start_attempt", "record_progress", "record_failure", "record_lost", "mark_cancelled",
-           "is_marked_cancelled", "reset_for_retry", "undo_attempt", "stored_error", "save_state",
+           "is_marked_cancelled", "reset_for_retry", "undo_attempt", "stored_error", "failure_of", "record_result",
+           "result_of", "save_state",
            "EventType", "Event", "Connected", "UserConnected", "Progress", "Image", "Failed",
            "Cancelled", "Done", "publish", "entry_payload", "is_terminal", "with_absolute_urls",
-           "LOST_ERROR", "MAX_LOG_LINES", "JOB_STREAM_MAXLEN", "USER_STREAM_MAXLEN"]
+           "LOST_ERROR", "MAX_LOG_LINES", "JOB_STREAM_MAXLEN"]
 
 JOB_STREAM_MAXLEN = 1000
-USER_STREAM_MAXLEN = 10000
 MAX_LOG_LINES = 200
 _STREAM_FIELD = "data"      # each stream entry holds the event's JSON in this one field
 LOST_MESSAGE = "The worker running this job stopped unexpectedly"
@@ -120,6 +130,7 @@ class JobState(TypedDict, total=False):
     cancelled: bool           # the running attempt saw the cancel flag and stopped
     processedAt: str          # when the current attempt started (iso)
     retriedAt: str            # when the owner last retried it (iso)
+    result: dict              # what a completed job made (RQ's result stream is deleted)
 
 
 def new_state(user_id: str) -> JobState:
@@ -192,7 +203,7 @@ def reset_for_retry(job: Job) -> None:
     """The owner retried it: as if new (attempts, progress and log reset)."""
     state = state_of(job)
     state.update({"progress": 0, "stage": None, "attempt": 0, "logs": [], "retriedAt": utcnow_iso()})
-    for name in ("error", "cancelled", "processedAt"):
+    for name in ("error", "cancelled", "processedAt", "result"):
         state.pop(name, None)
 
 
@@ -208,6 +219,24 @@ def undo_attempt(job: Job, log_line: str) -> None:
 
 def stored_error(job: Job) -> dict | None:
     return state_of(job).get("error")
+
+
+def failure_of(job: Job) -> dict | None:
+    """Why a failed job failed: its recorded error, or LOST_ERROR when its worker died before
+    recording one; None for a job that is not failed."""
+    if status_of(job) != Status.FAILED:
+        return None
+    return stored_error(job) or LOST_ERROR
+
+
+def record_result(job: Job, result) -> None:
+    state_of(job)["result"] = result
+
+
+def result_of(job: Job):
+    """A completed job's result: in its state once its worker filed it, in RQ's result stream
+    for the moment before."""
+    return state_of(job).get("result") or job.return_value()
 
 
 def save_state(job: Job, pipeline=None) -> None:
@@ -306,21 +335,40 @@ class Done(Event):
     progress: int = 100
 
 
-def publish(conn: redis.Redis, job_id: str, user_id: str, event: Event, *, ttl: int,
+def publish(conn: redis.Redis, job_id: str, user_id: str, event: Event, *, ttl: int, replay_window: int,
             pipeline=None) -> str | None:
-    """Append one event to the job's and the user's streams (capped, expiring with the job).
+    """Append one event to the job's and the user's streams (capped, expiring with the job; a
+    terminal event gives the job's stream `replay_window` seconds more and, unless queued on the
+    caller's pipeline, takes the live previews out of it at the same moment). An event with a
+    preview goes to the job's stream only.
 
     Returns the event's id on the job stream (None when queued on the caller's pipeline)."""
-    payload = json.dumps(event.to_wire(job_id), separators=(",", ":"))
+    wire = event.to_wire(job_id)
+    payload = json.dumps(wire, separators=(",", ":"))
+    job_stream, user_stream = keys.job_events(job_id), keys.user_events(user_id)
+    terminal = is_terminal(wire)
+    history = conn.xrange(job_stream) if pipeline is None and terminal else []
+    kept = [(entry_id, fields) for entry_id, fields in history if not _has_preview(fields)]
+    rewrite = len(kept) < len(history)
     pipe = pipeline if pipeline is not None else conn.pipeline(transaction=True)
-    for stream, maxlen in ((keys.job_events(job_id), JOB_STREAM_MAXLEN),
-                           (keys.user_events(user_id), USER_STREAM_MAXLEN)):
-        pipe.xadd(stream, {_STREAM_FIELD: payload}, maxlen=maxlen, approximate=True)
-        pipe.expire(stream, ttl)
+    if rewrite:   # nothing adds to it meanwhile: the attempt that drew the previews is over
+        pipe.delete(job_stream)
+        for entry_id, fields in kept:
+            pipe.xadd(job_stream, fields, id=entry_id)
+    pipe.xadd(job_stream, {_STREAM_FIELD: payload}, maxlen=JOB_STREAM_MAXLEN, approximate=True)
+    pipe.expire(job_stream, replay_window if terminal else ttl)
+    if "preview" not in wire:   # a dashboard following every job gets no pictures
+        oldest_kept = int(time.time() * 1000) - replay_window * 1000
+        pipe.xadd(user_stream, {_STREAM_FIELD: payload}, minid=f"{oldest_kept}-0", approximate=True)
+        pipe.expire(user_stream, replay_window)
     if pipeline is None:
-        entry_id = pipe.execute()[0]
+        entry_id = pipe.execute()[1 + len(kept) if rewrite else 0]
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return None
+
+
+def _has_preview(fields_of_entry: dict) -> bool:
+    return '"preview":' in (entry_payload(fields_of_entry) or "")
 
 
 def entry_payload(fields_of_entry: dict) -> str | None:

@@ -1,7 +1,9 @@
 """The job service over RQ: create, fetch, list, retry and cancel generation jobs (no Flask, no
 HTTP: refusals are the domain errors of snapasset.errors). What a job stores and publishes is
 snapasset.jobrecord's; how the API shows a job is snapasset.api.presentation's; queue
-administration (stats, clean, pause) is snapasset.queueadmin's.
+administration (stats, clean, pause, the operators' list and bulk retry) is
+snapasset.queueadmin's. Jobs wait in three priority lanes (`open_lanes`); lists read a page of
+one per-status index (snapasset.jobindex).
 
 Two invariants are kept with Redis transactions (WATCH/MULTI/EXEC) rather than locks:
 
@@ -33,15 +35,15 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from snapasset import jobrecord, keys, rqcompat
+from snapasset import jobindex, jobrecord, keys, rqcompat
 from snapasset.config import Env, Settings
 from snapasset.errors import IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotFound, JobNotRetryable
 from snapasset.estimates import Estimate, estimate
 from snapasset.jobrecord import Status, api_status, status_of
-from snapasset.schema import JobRequest
+from snapasset.schema import JobRequest, Priority
 
-__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_FUNCTION", "open_queue", "open_webhook_queue",
-           "JOB_SLOT_RETRY_AFTER"]
+__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_FUNCTION", "open_queue", "open_lanes", "lane_name",
+           "wake_workers", "open_webhook_queue", "JOB_SLOT_RETRY_AFTER", "sources_of", "with_status"]
 
 JOB_FUNCTION = "workers.pipeline.run_generation"
 IDEMPOTENCY_TTL = 24 * 3600
@@ -52,6 +54,8 @@ _PENDING, _COMMITTED = "pending", "committed"
 _LIVE_RQ = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.value,
             JobStatus.SCHEDULED.value}
 _ALPHABET = string.ascii_lowercase + string.digits
+WAKEUP_TOKENS_KEPT = 64    # more than the idle workers a deployment runs: each token wakes one
+WAKEUP_TTL = 3600
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -61,8 +65,39 @@ def new_job_id(now: float | None = None) -> str:
 
 
 def open_queue(conn: redis.Redis, settings: Settings) -> Queue:
-    """The generation jobs' queue."""
+    """The generation jobs' queue (its normal-priority lane)."""
     return Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+
+
+def lane_name(settings: Settings, priority: str) -> str:
+    """The RQ queue of a priority lane: the normal lane is the configured queue itself."""
+    return settings.queue_name if priority == Priority.NORMAL else f"{settings.queue_name}-{priority}"
+
+
+def open_lanes(conn: redis.Redis, settings: Settings) -> list[Queue]:
+    """The generation lanes, in the order workers take jobs from them (high, normal, low)."""
+    return [Queue(lane_name(settings, priority), connection=conn, serializer=JSONSerializer)
+            for priority in Priority.ORDER]
+
+
+def wake_workers(pipe, settings: Settings) -> None:
+    """Tell one idle worker that a lane has a job (it blocks on this list, then looks at every
+    lane in order); the list stays short and expires if no worker takes from it."""
+    key = keys.lane_wakeup(settings.queue_name)
+    pipe.lpush(key, "1")
+    pipe.ltrim(key, 0, WAKEUP_TOKENS_KEPT - 1)
+    pipe.expire(key, WAKEUP_TTL)
+
+
+def sources_of(status: str) -> tuple[str, ...]:
+    """The status sets a list of `status` reads: RQ's scheduler moves a delayed job back to
+    waiting with no hook of ours, so a waiting list also looks among the delayed."""
+    return (Status.WAITING, Status.DELAYED) if status == Status.WAITING else (status,)
+
+
+def with_status(status: str | None):
+    """Whether a job belongs in a list of `status` (None: every job) as it stands now."""
+    return (lambda job: True) if status is None else (lambda job: status_of(job) == status)
 
 
 def open_webhook_queue(conn: redis.Redis, settings: Settings) -> Queue:
@@ -91,7 +126,7 @@ class JobService:
     def __init__(self, conn: redis.Redis, settings: Settings):
         self.conn = conn
         self.settings = settings
-        self.queue = open_queue(conn, settings)
+        self.lanes = open_lanes(conn, settings)
 
     # -- reading -----------------------------------------------------------------
     def fetch(self, job_id: str, user_id: str | None) -> Job:
@@ -107,34 +142,47 @@ class JobService:
     def list(self, user_id: str, *, status: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """The user's jobs, newest first, `limit` at a time, and the cursor of the next page
         (None at the end); a cursor is opaque to clients."""
-        key = keys.user_jobs(user_id)
-        upper = f"({int(cursor)}" if cursor else "+inf"
-        found: list[Job] = []
-        next_cursor = None
-        while len(found) < limit:
-            batch = self.conn.zrevrangebyscore(key, upper, "-inf", start=0, num=max(limit * 2, 20),
-                                               withscores=True)
-            if not batch:
-                break
-            ids = [member.decode() for member, _ in batch]
-            jobs = Job.fetch_many(ids, connection=self.conn, serializer=JSONSerializer)
-            gone = [job_id for job_id, job in zip(ids, jobs) if job is None]
-            if gone:
-                self.conn.zrem(key, *gone)   # cleaned away; forget them
-            for (member, score), job in zip(batch, jobs):
-                upper = f"({int(score)}"
-                if job is None:
-                    continue
-                job_status = status_of(job)
-                if status and job_status != status:
-                    continue
-                found.append(job)
-                if len(found) == limit:
-                    next_cursor = str(int(score))
+        sources = ([keys.user_jobs(user_id)] if status is None else
+                   [keys.user_status_jobs(user_id, s) for s in sources_of(status)])
+        page = self.page(sources, limit=limit, cursor=cursor, accept=with_status(status))
+        return page.jobs, page.next_cursor
+
+    def page(self, sources: list[str], *, limit: int, cursor: str | None, accept) -> jobindex.Page:
+        """A page of the index sets `sources` (snapasset.jobindex.read_page), re-filing a job whose
+        status moved without us and dropping the ids of jobs that are gone."""
+        def forget(job_id: str) -> None:
+            with self.conn.pipeline(transaction=False) as pipe:
+                for key in sources:
+                    pipe.zrem(key, job_id)
+                pipe.execute()
+
+        return jobindex.read_page(self.conn, sources, limit=limit, cursor=cursor, accept=accept,
+                                  refile=self.refile, forget=forget)
+
+    def refile(self, job: Job) -> None:
+        """File the job in the indexes under the status it has now."""
+        owner = jobrecord.owner_of(job)
+        if not owner:
+            return
+        with self.conn.pipeline(transaction=False) as pipe:
+            jobindex.file_job(pipe, self.settings.queue_name, job.id, owner, jobindex.score_of(job), status_of(job),
+                              code=(jobrecord.stored_error(job) or {}).get("code"), ttl=self.settings.job_ttl)
+            pipe.execute()
+
+    def queue_position(self, job: Job) -> int | None:
+        """For a waiting job, how many jobs a worker takes before it (0 = next): every job in the
+        lanes ahead of its own, and those ahead of it in its own. None for a job that is not
+        waiting, or in no lane (being handed to a worker right now)."""
+        if status_of(job) != Status.WAITING:
+            return None
+        with self.conn.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                if lane.name == job.origin:
+                    pipe.lpos(lane.key, job.id)
                     break
-        if next_cursor and not self.conn.zrevrangebyscore(key, f"({next_cursor}", "-inf", start=0, num=1):
-            next_cursor = None
-        return found, next_cursor
+                pipe.llen(lane.key)
+            *ahead, own = pipe.execute()
+        return None if own is None else sum(ahead) + own
 
     # -- writing -----------------------------------------------------------------
     def create(self, user_id: str, request: JobRequest, *, idempotency_key: str | None = None,
@@ -171,7 +219,8 @@ class JobService:
     def _enqueue(self, pipe, job_id: str, user_id: str, request: JobRequest) -> None:
         settings = self.settings
         intervals = settings.retry_intervals
-        self.queue.enqueue(
+        lane = self.lanes[Priority.ORDER.index(request.priority)]
+        job = lane.enqueue(
             JOB_FUNCTION, request.payload(user_id),
             job_id=job_id,
             job_timeout=settings.job_timeout,
@@ -182,17 +231,19 @@ class JobService:
             description=f"generation for {user_id}",
             pipeline=pipe,
         )
-        pipe.zadd(keys.user_jobs(user_id), {job_id: int(time.time() * 1_000_000)})
-        pipe.expire(keys.user_jobs(user_id), settings.job_ttl)
+        jobindex.file_job(pipe, settings.queue_name, job_id, user_id, jobindex.score_of(job), Status.WAITING,
+                          ttl=settings.job_ttl)
+        wake_workers(pipe, settings)
 
     def _admit(self, user_id: str, job_id: str, write, *, watch: tuple[str, ...] = (), check=None,
-               commit: tuple[str, str] | None = None) -> None:
+               commit: tuple[str, str] | None = None, enforce_limit: bool = True) -> None:
         """Run `write(pipe)` in one transaction with taking one of the user's unfinished-job slots.
 
         WATCHes the user's active set (and `watch`), prunes members RQ says are over, and refuses
         with JobLimitExceeded when `max_active_jobs` are still unfinished. `check()` runs
         after WATCH, before MULTI (to re-validate what the caller read). `commit` = (idempotency
-        key, value) marks that claim committed in the same transaction.
+        key, value) marks that claim committed in the same transaction. `enforce_limit=False` (an
+        operator's bulk retry) takes the slot without refusing.
         """
         active_key = keys.user_active_jobs(user_id)
         with self.conn.pipeline() as pipe:
@@ -205,7 +256,7 @@ class JobService:
                     statuses = rqcompat.stored_statuses(self.conn, members)
                     live = [m for m, st in zip(members, statuses) if st in _LIVE_RQ and m != job_id]
                     stale = [m for m, st in zip(members, statuses) if st not in _LIVE_RQ]
-                    if len(live) >= self.settings.max_active_jobs:
+                    if enforce_limit and len(live) >= self.settings.max_active_jobs:
                         raise JobLimitExceeded(
                             f"You already have {len(live)} unfinished jobs; the limit is "
                             f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one."
@@ -265,14 +316,20 @@ class JobService:
         return status_of(job)
 
     def estimate(self) -> Estimate:
-        """How long a job created now should take: recent jobs' run times, and the queue ahead."""
-        return estimate(self.conn, self.queue, waiting=self.queue.count,
+        """How long a job created now should take: recent jobs' run times (on the normal lane),
+        and the jobs waiting in every lane."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.llen(lane.key)
+            waiting = sum(pipe.execute())
+        return estimate(self.conn, self.lanes[Priority.ORDER.index(Priority.NORMAL)], waiting=waiting,
                         concurrency=self.settings.worker_concurrency)
 
     # -- retry and cancel ---------------------------------------------------------
-    def retry(self, job_id: str, user_id: str | None) -> None:
+    def retry(self, job_id: str, user_id: str | None, *, enforce_limit: bool = True) -> None:
         """Requeue a failed or cancelled job under the same id, as if new (attempts, progress and
-        its event history reset); it takes one of the user's unfinished-job slots again."""
+        its event history reset), in its lane; it takes one of the user's unfinished-job slots
+        again (refused when none is free, unless `enforce_limit` is False)."""
         job = self.fetch(job_id, user_id)
         owner = jobrecord.owner_of(job)
 
@@ -289,11 +346,14 @@ class JobService:
             job.retry_intervals = intervals or None
             job.started_at = job.ended_at = None
             for registry in (FailedJobRegistry, CanceledJobRegistry):
-                registry(self.queue.name, connection=self.conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
+                registry(job.origin, connection=self.conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
             pipe.delete(keys.job_cancel(job_id), keys.job_events(job_id))
-            self.queue.enqueue_job(job, pipeline=pipe)
+            Queue(job.origin, connection=self.conn, serializer=JSONSerializer).enqueue_job(job, pipeline=pipe)
+            jobindex.file_job(pipe, self.settings.queue_name, job_id, owner, jobindex.score_of(job), Status.WAITING,
+                              ttl=self.settings.job_ttl)
+            wake_workers(pipe, self.settings)
 
-        self._admit(owner, job_id, write, watch=(job.key,), check=check)
+        self._admit(owner, job_id, write, watch=(job.key,), check=check, enforce_limit=enforce_limit)
 
     def _current_status(self, job: Job) -> str:
         """The API status as stored right now (JobNotFound if the job vanished meanwhile)."""
@@ -327,8 +387,10 @@ class JobService:
                         break
                     pipe.multi()
                     job.cancel(pipeline=pipe)
-                    jobrecord.publish(self.conn, job_id, owner, jobrecord.Cancelled(),
-                                      ttl=self.settings.job_ttl, pipeline=pipe)
+                    jobindex.file_job(pipe, self.settings.queue_name, job_id, owner, jobindex.score_of(job),
+                                      Status.CANCELLED, ttl=self.settings.job_ttl)
+                    jobrecord.publish(self.conn, job_id, owner, jobrecord.Cancelled(), ttl=self.settings.job_ttl,
+                                      replay_window=self.settings.events_ttl, pipeline=pipe)
                     pipe.execute()
                     return
                 except redis.WatchError:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 __all__ = ["PREFIX", "job_events", "user_events", "user_jobs", "job_cancel", "idempotency",
-           "user_active_jobs", "stream_hub_wakeup"]
+           "user_active_jobs", "stream_hub_wakeup", "job_outcomes", "job_durations", "user_status_jobs",
+           "queue_jobs", "queue_status_jobs", "queue_error_jobs", "lane_wakeup"]
 
 PREFIX = "snapasset"
 
@@ -23,6 +24,32 @@ def user_jobs(user_id: str) -> str:
     return f"{PREFIX}:user:{user_id}:jobs"
 
 
+def user_status_jobs(user_id: str, status: str) -> str:
+    """Sorted set of a user's jobs in one API status, scored like user_jobs (snapasset.jobindex)."""
+    return f"{PREFIX}:user:{user_id}:jobs:{status}"
+
+
+def queue_jobs(queue_name: str) -> str:
+    """Sorted set of every user's jobs on a queue, scored by creation time in microseconds."""
+    return f"{PREFIX}:queue:{queue_name}:jobs"
+
+
+def queue_status_jobs(queue_name: str, status: str) -> str:
+    """Sorted set of a queue's jobs in one API status (snapasset.jobindex)."""
+    return f"{PREFIX}:queue:{queue_name}:jobs:{status}"
+
+
+def queue_error_jobs(queue_name: str, code: str) -> str:
+    """Sorted set of a queue's failed jobs whose error has this code (snapasset.jobindex)."""
+    return f"{PREFIX}:queue:{queue_name}:failed:{code}"
+
+
+def lane_wakeup(queue_name: str) -> str:
+    """List an enqueue pushes a token to, so that an idle worker blocked on it looks at every
+    priority lane at once (workers/concurrent.py)."""
+    return f"{PREFIX}:queue:{queue_name}:wakeup"
+
+
 def user_active_jobs(user_id: str) -> str:
     """Set of a user's unfinished job ids (for the concurrent-jobs limit)."""
     return f"{PREFIX}:user:{user_id}:active"
@@ -40,3 +67,15 @@ def job_cancel(job_id: str) -> str:
 
 def idempotency(user_id: str, key: str) -> str:
     return f"{PREFIX}:idem:{user_id}:{key}"
+
+
+def job_outcomes(queue_name: str) -> str:
+    """Hash of a queue's job outcome counters by outcome, error code, provider and model
+    (bounded: one field per label set). Written by workers, read by every web process's /metrics."""
+    return f"{PREFIX}:metrics:{queue_name}:job-outcomes"
+
+
+def job_durations(queue_name: str) -> str:
+    """Hash of a queue's job duration histograms (bucket counts and sums per metric, provider
+    and model; bounded like job_outcomes)."""
+    return f"{PREFIX}:metrics:{queue_name}:job-durations"

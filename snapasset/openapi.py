@@ -7,18 +7,15 @@ from __future__ import annotations
 from snapasset.errors import ErrorCode
 from snapasset.jobrecord import EventType, Stage, Status
 from snapasset.platforms import PLATFORMS
-from snapasset.schema import FITS, FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES
+from snapasset.schema import (FITS, FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES,
+                              Priority)
 
 __all__ = ["build_document", "OPENAPI_VERSION"]
 
 OPENAPI_VERSION = "3.1.0"
 
 ACCEPTED_QUALITIES = (*QUALITIES, *QUALITY_ALIASES)
-JOB_FAILURE_CODES = (
-    ErrorCode.CONTENT_POLICY_VIOLATION, ErrorCode.PROVIDER_ERROR, ErrorCode.PROVIDER_RATE_LIMITED,
-    ErrorCode.INVALID_IMAGE, ErrorCode.STORAGE_ERROR, ErrorCode.TIMEOUT, ErrorCode.WORKER_LOST,
-    ErrorCode.INTERNAL_ERROR,
-)
+JOB_FAILURE_CODES = ErrorCode.JOB_FAILURES
 API_ERROR_CODES = (
     ErrorCode.INVALID_REQUEST, ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.JOB_NOT_FOUND,
     ErrorCode.NOT_FOUND, ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.JOB_NOT_RETRYABLE,
@@ -57,6 +54,13 @@ JOB_ID = {"name": "jobId", "in": "path", "required": True,
 USER_ID = {"name": "userId", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
            "description": "With an API key (scope `jobs`): the user to act for (required then). "
                           "With a JWT: optional, must equal `sub`."}
+PAGE_PARAMETERS = [
+    {"name": "status", "in": "query", "required": False, "schema": _ref("Status")},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "`nextCursor` of the previous page."},
+]
 RATE_HEADERS = {
     "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
     "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
@@ -120,6 +124,9 @@ def _schemas() -> dict:
                                        "picture, the rest of the frame a soft extension of its edges. `extend`: "
                                        "the model paints the rest where it can edit with a mask, else as "
                                        "`contain`."},
+                "priority": {"type": "string", "enum": list(Priority.ALL), "default": Priority.NORMAL,
+                             "description": "Workers start `high` jobs before `normal` before `low`. `high` "
+                                            "needs an API key with the `priority` scope or an admin (else 403)."},
             },
         },
         "JobRequest": {
@@ -176,6 +183,9 @@ def _schemas() -> dict:
                 "data": {"type": "object"},
                 "logs": {"type": "array", "items": {"type": "string"}},
                 "attemptsMade": {"type": "integer"},
+                "queuePosition": {"type": "integer", "minimum": 0,
+                                  "description": "While waiting: jobs a worker takes before this one (0 = next), "
+                                                 "the higher priority lanes included."},
                 "createdAt": {"type": ["string", "null"], "format": "date-time"},
                 "processedAt": {"type": ["string", "null"], "format": "date-time"},
                 "finishedAt": {"type": ["string", "null"], "format": "date-time"},
@@ -196,6 +206,55 @@ def _schemas() -> dict:
                 "status": {"anyOf": [_ref("Status"), {"type": "null"}]},
                 "nextCursor": {"type": ["string", "null"]},
             },
+        },
+        "AdminJobList": {
+            "type": "object", "required": ["jobs", "count", "status", "userId", "errorCode", "nextCursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": {
+                    "type": "object", "required": ["jobId", "status", "progress", "createdAt", "userId"],
+                    "properties": {"jobId": {"type": "string"}, "status": _ref("Status"),
+                                   "progress": {"type": "integer"},
+                                   "createdAt": {"type": ["string", "null"], "format": "date-time"},
+                                   "userId": {"type": ["string", "null"]},
+                                   "error": {"anyOf": [_ref("JobError"), {"type": "null"}]}}}},
+                "count": {"type": "integer"},
+                "status": {"anyOf": [_ref("Status"), {"type": "null"}]},
+                "userId": {"type": ["string", "null"]},
+                "errorCode": {"type": ["string", "null"]},
+                "nextCursor": {"type": ["string", "null"]},
+            },
+        },
+        "BulkRetryRequest": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"status": {"const": "failed"},
+                           "errorCode": {"type": "string", "enum": list(JOB_FAILURE_CODES)},
+                           "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        },
+        "BulkRetryResult": {
+            "type": "object", "required": ["retried", "jobIds", "skipped", "status", "errorCode", "limit", "timestamp"],
+            "properties": {"retried": {"type": "integer"}, "jobIds": {"type": "array", "items": {"type": "string"}},
+                           "skipped": {"type": "integer", "description": "Jobs that changed state meanwhile."},
+                           "status": {"const": "failed"}, "errorCode": {"type": ["string", "null"]},
+                           "limit": {"type": "integer"}, "timestamp": {"type": "string", "format": "date-time"}},
+        },
+        "Worker": {
+            "type": "object",
+            "required": ["name", "hostname", "pid", "state", "concurrency", "currentJobs", "lastHeartbeat",
+                         "startedAt", "successfulJobs", "failedJobs"],
+            "properties": {
+                "name": {"type": "string"}, "hostname": {"type": ["string", "null"]},
+                "pid": {"type": ["integer", "null"]}, "state": {"type": "string"},
+                "concurrency": {"type": "integer", "description": "Jobs it runs at once, at most."},
+                "currentJobs": {"type": "array", "items": {"type": "string"}},
+                "lastHeartbeat": {"type": "string", "format": "date-time"},
+                "startedAt": {"type": ["string", "null"], "format": "date-time"},
+                "successfulJobs": {"type": "integer"}, "failedJobs": {"type": "integer"},
+            },
+        },
+        "WorkerList": {
+            "type": "object", "required": ["workers", "count", "queue", "timestamp"],
+            "properties": {"workers": {"type": "array", "items": _ref("Worker")}, "count": {"type": "integer"},
+                           "queue": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"}},
         },
         "JobAction": {
             "type": "object", "required": ["jobId", "status", "message"],
@@ -304,14 +363,7 @@ def _paths() -> dict:
             "get": {
                 "tags": ["jobs"], "operationId": "listJobs", "summary": "The caller's jobs, newest first",
                 "security": USER_AUTH,
-                "parameters": [
-                    {"name": "status", "in": "query", "required": False, "schema": _ref("Status")},
-                    {"name": "limit", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-                    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
-                     "description": "`nextCursor` of the previous page."},
-                    USER_ID,
-                ],
+                "parameters": [*PAGE_PARAMETERS, USER_ID],
                 "responses": {"200": _json(_ref("JobList"), "One page of jobs."),
                               **_errors("InvalidRequest", "Unauthorized", "TooManyRequests")},
             },
@@ -376,6 +428,38 @@ def _paths() -> dict:
             "post": {"tags": ["queue admin"], "operationId": "resumeQueue",
                      "summary": "Let workers take jobs again", "security": ADMIN_AUTH,
                      "responses": {"200": _json(_ref("Paused"), "Resumed."), **admin_errors}},
+        },
+        "/api/admin/jobs": {
+            "get": {"tags": ["operators"], "operationId": "listAllJobs",
+                    "summary": "Every user's jobs, newest first, filtered by status, owner or error code",
+                    "security": ADMIN_AUTH,
+                    "parameters": [
+                        *PAGE_PARAMETERS,
+                        {"name": "userId", "in": "query", "required": False,
+                         "schema": {"type": "string", "maxLength": 128}, "description": "Only this user's jobs."},
+                        {"name": "errorCode", "in": "query", "required": False,
+                         "schema": {"type": "string", "enum": list(JOB_FAILURE_CODES)},
+                         "description": "Only failed jobs whose error has this code."},
+                    ],
+                    "responses": {"200": _json(_ref("AdminJobList"), "One page of jobs."),
+                                  **_errors("InvalidRequest"), **admin_errors}},
+        },
+        "/api/admin/jobs/retry": {
+            "post": {"tags": ["operators"], "operationId": "retryFailedJobs",
+                     "summary": "Queue failed jobs again, newest first, at most `limit`",
+                     "security": ADMIN_AUTH,
+                     "requestBody": {"required": False,
+                                     "content": {"application/json": {"schema": _ref("BulkRetryRequest")}}},
+                     "responses": {"200": _json(_ref("BulkRetryResult"), "What was queued again."),
+                                   **_errors("InvalidRequest"), **admin_errors}},
+        },
+        "/api/admin/workers": {
+            "get": {"tags": ["operators"], "operationId": "listWorkers",
+                    "summary": "Live workers, what each runs, when each last beat",
+                    "description": "A worker is listed while its heartbeat is recent (three missed beats, "
+                                   "at most 45 s): a killed worker drops out within a minute.",
+                    "security": ADMIN_AUTH,
+                    "responses": {"200": _json(_ref("WorkerList"), "The live workers."), **admin_errors}},
         },
         "/api/platforms": {
             "get": {"tags": ["meta"], "operationId": "listPlatforms", "summary": "The platforms and their sizes",
@@ -462,7 +546,8 @@ def build_document(*, server_url: str | None = None) -> dict:
                            "over Server-Sent Events, fetch the rendered images. Every error is JSON in the "
                            "`Error` shape. Rate limits are reported in `X-RateLimit-*` headers.",
         },
-        "tags": [{"name": "jobs"}, {"name": "live updates"}, {"name": "queue admin"}, {"name": "meta"},
+        "tags": [{"name": "jobs"}, {"name": "live updates"}, {"name": "queue admin"}, {"name": "operators"},
+                 {"name": "meta"},
                  {"name": "operations"}],
         "security": USER_AUTH,
         "paths": _paths(),
@@ -479,8 +564,8 @@ def build_document(*, server_url: str | None = None) -> dict:
                                "description": "A Supabase access token (`snapasset token` mints one in "
                                               "development)."},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                           "description": "A service key with scopes `jobs` (act for the `userId` given) "
-                                          "and/or `admin`."},
+                           "description": "A service key with scopes `jobs` (act for the `userId` given), "
+                                          "`admin` and/or `priority` (may ask for `high` priority)."},
                 "streamToken": {"type": "apiKey", "in": "query", "name": "token",
                                 "description": "Short-lived, bound to one job; handed out in `streamUrl`."},
                 "accessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token",

@@ -1,76 +1,91 @@
-"""Queue administration (SPEC §6 /api/queue, `snapasset stats|clean`): counts per status,
-removing old finished jobs, pausing and resuming the workers. No Flask here."""
+"""Queue administration (SPEC §6 /api/queue and "Operators", `snapasset stats|clean|jobs|retry`):
+counts per status, removing old finished jobs, pausing and resuming the workers, every user's
+jobs and the bulk retry of failed ones. No Flask here.
+
+Counts are the sizes of the lanes and of RQ's registries, and lists read a page of one index
+(snapasset.jobindex): each costs the same whatever the number of jobs stored.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import redis
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry,
                          ScheduledJobRegistry, StartedJobRegistry)
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended, resume, suspend
 
-from snapasset import jobrecord, keys, rqcompat
+from snapasset import jobindex, jobrecord, keys
 from snapasset.config import Settings
-from snapasset.errors import utcnow_iso
+from snapasset.errors import DomainError, utcnow_iso
 from snapasset.jobrecord import Status, status_of
-from snapasset.jobs import open_queue
+from snapasset.jobs import JobService, open_lanes, sources_of, with_status
 
-__all__ = ["QueueAdmin"]
+__all__ = ["QueueAdmin", "RETRY_LIMIT_MAX"]
+
+RETRY_LIMIT_MAX = 1000
+# the registry whose size is each status's count (a job stopped mid-run is moved by its worker
+# from the failed registry to the cancelled one)
+_REGISTRIES = {Status.ACTIVE: StartedJobRegistry, Status.COMPLETED: FinishedJobRegistry,
+               Status.FAILED: FailedJobRegistry, Status.DELAYED: ScheduledJobRegistry,
+               Status.CANCELLED: CanceledJobRegistry}
 
 
 class QueueAdmin:
-    def __init__(self, conn: redis.Redis, settings: Settings):
+    def __init__(self, conn: redis.Redis, settings: Settings, jobs: JobService):
         self.conn = conn
-        self.queue = open_queue(conn, settings)
+        self.settings = settings
+        self.jobs = jobs
+        self.lanes = open_lanes(conn, settings)
 
     def stats(self) -> dict:
-        """Counts per state (SPEC §6), plus cancelled and whether workers are paused."""
-        name = self.queue.name
-        failed, cancelled_stopped = self._split_failed()
-        counts = {
-            Status.WAITING: self.queue.count,
-            Status.ACTIVE: StartedJobRegistry(name, connection=self.conn).count,
-            Status.COMPLETED: FinishedJobRegistry(name, connection=self.conn).count,
-            Status.FAILED: len(failed),
-            Status.DELAYED: ScheduledJobRegistry(name, connection=self.conn).count,
-            Status.CANCELLED: len(cancelled_stopped) + self.conn.zcard(CanceledJobRegistry(name, connection=self.conn).key),
-        }
+        """Counts per state (SPEC §6), plus cancelled and whether workers are paused: one round
+        trip whatever the number of jobs."""
+        conn = self.conn
+        with conn.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.llen(lane.key)
+                for registry in _REGISTRIES.values():
+                    pipe.zcard(registry(lane.name, connection=conn).key)
+            sizes = pipe.execute()
+        per_lane = len(_REGISTRIES) + 1
+        counts = dict.fromkeys(Status.ALL, 0)
+        for index in range(len(self.lanes)):
+            lane_sizes = sizes[index * per_lane:(index + 1) * per_lane]
+            counts[Status.WAITING] += lane_sizes[0]
+            for status, size in zip(_REGISTRIES, lane_sizes[1:]):
+                counts[status] += size
         return {**counts, "total": sum(counts.values()), "paused": self.paused(),
                 "timestamp": utcnow_iso()}
 
-    def _split_failed(self) -> tuple[list[str], list[str]]:
-        """The failed registry holds failed jobs and stopped (= cancelled while active) ones."""
-        ids = [i.decode() if isinstance(i, bytes) else i for i in
-               self.conn.zrange(FailedJobRegistry(self.queue.name, connection=self.conn).key, 0, -1)]
-        statuses = rqcompat.stored_statuses(self.conn, ids)
-        stopped = [i for i, st in zip(ids, statuses) if st == JobStatus.STOPPED.value]
-        return [i for i, st in zip(ids, statuses) if st != JobStatus.STOPPED.value], stopped
-
     def clean(self, *, status: str, grace_ms: int, limit: int) -> int:
         """Remove up to `limit` jobs in `status` that finished more than `grace_ms` ago, with their
-        event streams, cancel flags and index entries. Images and generation records stay."""
+        event streams, cancel flags and index entries. Images and generation records stay.
+
+        Candidates come from the status index, oldest first, so the cost follows `limit` (and
+        the jobs still inside the grace period), not the number of jobs stored."""
         if status not in Status.CLEANABLE:
             raise ValueError(f"status must be one of {', '.join(Status.CLEANABLE)}")
         cutoff = datetime.now(timezone.utc) - timedelta(milliseconds=grace_ms)
-        name = self.queue.name
-        if status == Status.COMPLETED:
-            candidates = self._registry_ids(FinishedJobRegistry(name, connection=self.conn))
-        elif status == Status.FAILED:
-            candidates = self._split_failed()[0]
-        else:
-            candidates = self._split_failed()[1] + self._registry_ids(CanceledJobRegistry(name, connection=self.conn))
-        removed = 0
-        for start in range(0, len(candidates), 200):
-            if removed >= limit:
+        index = keys.queue_status_jobs(self.settings.queue_name, status)
+        removed, start, batch_size = 0, 0, 200
+        while removed < limit:
+            batch = [m.decode() for m in self.conn.zrange(index, start, start + batch_size - 1)]
+            if not batch:
                 break
-            batch = candidates[start:start + 200]
-            for job in Job.fetch_many(batch, connection=self.conn, serializer=JSONSerializer):
+            start += batch_size
+            for job_id, job in zip(batch, Job.fetch_many(batch, connection=self.conn, serializer=JSONSerializer)):
                 if removed >= limit:
                     break
-                if job is None or status_of(job) != status:
+                if job is None:
+                    with self.conn.pipeline(transaction=False) as pipe:
+                        jobindex.forget_job(pipe, self.settings.queue_name, job_id, None)
+                        pipe.execute()
+                    start -= 1
+                    continue
+                if status_of(job) != status:
                     continue
                 ended = job.ended_at or job.created_at
                 if ended.tzinfo is None:
@@ -78,22 +93,68 @@ class QueueAdmin:
                 if ended > cutoff:
                     continue
                 self._remove(job)
+                start -= 1
                 removed += 1
         return removed
-
-    def _registry_ids(self, registry) -> list[str]:
-        # oldest first: registries are scored by expiry, which follows the end time
-        return [i.decode() if isinstance(i, bytes) else i for i in self.conn.zrange(registry.key, 0, -1)]
 
     def _remove(self, job: Job) -> None:
         user_id = jobrecord.owner_of(job)
         with self.conn.pipeline() as pipe:
             job.delete(pipeline=pipe, remove_from_queue=True)
             pipe.delete(keys.job_events(job.id), keys.job_cancel(job.id))
+            jobindex.forget_job(pipe, self.settings.queue_name, job.id, user_id)
             if user_id:
-                pipe.zrem(keys.user_jobs(user_id), job.id)
                 pipe.srem(keys.user_active_jobs(user_id), job.id)
             pipe.execute()
+
+    # -- operators -----------------------------------------------------------------------------
+    def list_all(self, *, status: str | None, user_id: str | None, error_code: str | None, limit: int,
+                 cursor: str | None) -> tuple[list[Job], str | None]:
+        """Every user's jobs (GET /api/admin/jobs), newest first, filtered by status, owner and the
+        failed jobs' error code, and the next page's cursor. An error code means failed jobs. Each
+        filter reads one index, so a page costs a page — except an owner *and* an error code
+        together, which reads that owner's failed jobs until a page of that code is found."""
+        queue = self.settings.queue_name
+        if error_code is not None:
+            status = Status.FAILED
+            sources = ([keys.user_status_jobs(user_id, Status.FAILED)] if user_id else
+                       [keys.queue_error_jobs(queue, error_code)])
+        elif user_id is not None:
+            sources = ([keys.user_jobs(user_id)] if status is None else
+                       [keys.user_status_jobs(user_id, s) for s in sources_of(status)])
+        else:
+            sources = ([keys.queue_jobs(queue)] if status is None else
+                       [keys.queue_status_jobs(queue, s) for s in sources_of(status)])
+        in_status = with_status(status)
+
+        def accept(job: Job) -> bool:
+            if user_id is not None and jobrecord.owner_of(job) != user_id:
+                return False
+            return in_status(job) and (error_code is None or (jobrecord.failure_of(job) or {}).get("code") == error_code)
+
+        page = self.jobs.page(sources, limit=limit, cursor=cursor, accept=accept)
+        return page.jobs, page.next_cursor
+
+    def retry_failed(self, *, error_code: str | None, limit: int) -> tuple[list[str], int]:
+        """Queue up to `limit` failed jobs again (POST /api/admin/jobs/retry), newest first, only
+        those failed with `error_code` when given — after a provider outage, say. An operator's
+        retry is not refused by the owners' unfinished-job limit (each job still takes its
+        owner's slot). Returns the ids queued again, and how many changed state meanwhile."""
+        retried: list[str] = []
+        skipped = 0
+        cursor = None
+        while len(retried) < limit:
+            jobs, cursor = self.list_all(status=Status.FAILED, user_id=None, error_code=error_code,
+                                         limit=min(100, limit - len(retried)), cursor=cursor)
+            for job in jobs:
+                try:
+                    self.jobs.retry(job.id, None, enforce_limit=False)
+                    retried.append(job.id)
+                except DomainError:   # retried or removed by someone else meanwhile
+                    skipped += 1
+            if cursor is None:
+                break
+        return retried, skipped
 
     def pause(self) -> None:
         """Workers finish what they run and take nothing new (RQ's suspension, all workers)."""

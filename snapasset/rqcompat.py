@@ -17,13 +17,20 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import redis
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.job import Job
 from rq.queue import Queue
-from rq.utils import now, utcparse
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
+from rq.results import Result
+from rq.utils import now, parse_composite_key, utcparse
 from rq.worker import BaseWorker
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-__all__ = ["stored_status", "stored_statuses", "run_seconds", "save_meta", "job_result", "requeue_at_front",
-           "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped", "CompatWorker"]
+__all__ = ["stored_status", "stored_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
+           "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
+           "CompatWorker", "registered_worker_keys", "worker_executions_key", "execution_job_id", "WORKER_KEY_PREFIX"]
+
+WORKER_KEY_PREFIX = "rq:worker:"   # a worker's hash is WORKER_KEY_PREFIX + its name
 
 # RQ keeps a job in one hash (Job.key_for(id)); these are two of its fields.
 _STATUS_FIELD = "status"     # JobStatus value, written by every status change
@@ -76,6 +83,45 @@ def job_result(job: Job):
     Relies on: `job._result`, set by Job.perform before handle_job_success runs (the public
     return_value() reads the stored Result, one more Redis round trip)."""
     return job._result
+
+
+def delete_result(job: Job, pipeline) -> None:
+    """Delete the job's RQ result stream (its outcome is kept in the job's own record).
+
+    Relies on: Result.get_key(job_id), the key RQ writes each attempt's Result to."""
+    pipeline.delete(Result.get_key(job.id))
+
+
+def move_to_cancelled(job: Job, pipeline, *, ttl: int) -> None:
+    """Move a stopped job from its queue's failed registry, where RQ files it, to the cancelled
+    one, so that each registry's size is the count of its API status.
+
+    Relies on: FailedJobRegistry / CanceledJobRegistry named after the job's origin queue."""
+    FailedJobRegistry(job.origin, connection=job.connection, serializer=job.serializer).remove(job, pipeline=pipeline)
+    CanceledJobRegistry(job.origin, connection=job.connection, serializer=job.serializer).add(
+        job, ttl=ttl, pipeline=pipeline)
+
+
+def registered_worker_keys(conn: redis.Redis, queue_name: str) -> list[str]:
+    """The hash keys of the workers registered on a queue (dead ones included, until RQ's
+    maintenance or their hash's TTL removes them).
+
+    Relies on: WORKERS_BY_QUEUE_KEY, the set a worker adds its key to at birth."""
+    return sorted(k.decode() if isinstance(k, bytes) else k for k in conn.smembers(WORKERS_BY_QUEUE_KEY % queue_name))
+
+
+def worker_executions_key(worker_name: str) -> str:
+    """The set of a worker's running executions ("<job id>:<execution id>").
+
+    Relies on: WORKER_EXECUTIONS_KEY_TEMPLATE."""
+    return WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name)
+
+
+def execution_job_id(member) -> str:
+    """The job id of a member of a worker's executions set.
+
+    Relies on: parse_composite_key ("<job id>:<execution id>")."""
+    return parse_composite_key(member.decode() if isinstance(member, bytes) else member)[0]
 
 
 def requeue_at_front(queue: Queue, job: Job, pipeline) -> None:

@@ -19,7 +19,17 @@ STYLES = ("vivid", "natural")
 FORMATS_ALLOWED = ("jpeg", "png", "webp", "avif")
 FITS = ("cover", "contain", "extend")   # how a picture fills a platform's frame (SPEC §5)
 TOP_FIELDS = {"userId", "prompt", "platforms", "options", "webhookUrl"}
-OPTION_FIELDS = {"quality", "style", "format", "fit"}
+OPTION_FIELDS = {"quality", "style", "format", "fit", "priority"}
+
+
+class Priority:
+    """`options.priority` (SPEC §6): the lane a job waits in; workers take HIGH before NORMAL
+    before LOW. HIGH needs an API key with the `priority` scope or an admin."""
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    ALL = (LOW, NORMAL, HIGH)
+    ORDER = (HIGH, NORMAL, LOW)   # the order workers take them in
 
 
 def invalid(details: dict[str, str], message: str | None = None) -> APIError:
@@ -43,6 +53,10 @@ class JobRequest:
         body = asdict(self)
         body.pop("user_id")
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def priority(self) -> str:
+        return self.options.get("priority", Priority.NORMAL)
 
     def payload(self, user_id: str) -> dict:
         """The job's data as stored and shown (SPEC: data: {userId, prompt, platforms, options})."""
@@ -138,6 +152,7 @@ def _parse_options(options, details: dict) -> dict:
         else:
             parsed["quality"] = quality
     _choice(options, "style", STYLES, parsed, details)
+    _choice(options, "priority", Priority.ALL, parsed, details)
     fmt = options.get("format", "jpeg")
     if fmt not in FORMATS_ALLOWED:
         details["options.format"] = f"must be one of {', '.join(FORMATS_ALLOWED)}"

@@ -38,3 +38,14 @@ def failing_first_attempt(settings):
 
 def refusing(settings):
     return Refusing()
+
+
+class Failing(LocalProvider):
+    """The model is down: every call fails with a (retryable) provider error."""
+
+    def generate(self, request, *, on_partial=None):
+        raise ProviderError("The model is unavailable")
+
+
+def failing(settings):
+    return Failing()

@@ -189,3 +189,28 @@ def test_cli_stats_and_clean_work_on_the_configured_redis(mixed_jobs, settings, 
                                       ("250ms", 250), ("2d", 172_800_000), ("1000", 1000)])
 def test_durations(text, ms):
     assert parse_duration_ms(text) == ms
+
+
+def test_cli_jobs_and_retry_for_operators(mixed_jobs, settings, client, auth, user):
+    runner = CliRunner()
+    env = settings_env(settings)
+    result = runner.invoke(cli, ["jobs", "--json", "--user", user], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    page = json.loads(result.output)
+    assert [j["jobId"] for j in page["jobs"]] == [*mixed_jobs["waiting"], *mixed_jobs["cancelled"],
+                                                  *mixed_jobs["failed"], *reversed(mixed_jobs["completed"])]
+    assert {j["userId"] for j in page["jobs"]} == {user}
+    table = runner.invoke(cli, ["jobs", "--code", "CONTENT_POLICY_VIOLATION"], env=env).output
+    assert mixed_jobs["failed"][0] in table and "CONTENT_POLICY_VIOLATION: " in table
+    assert mixed_jobs["waiting"][0] not in table
+    paged = runner.invoke(cli, ["jobs", "--limit", "2"], env=env).output
+    assert "next: --cursor " in paged
+    assert runner.invoke(cli, ["jobs", "--code", "NOPE"], env=env).exit_code != 0
+
+    assert runner.invoke(cli, ["retry"], env=env).exit_code != 0      # --failed is required
+    none = runner.invoke(cli, ["retry", "--failed", "--code", "TIMEOUT"], env=env, catch_exceptions=False)
+    assert none.exit_code == 0 and "retried 0 failed jobs with TIMEOUT" in none.output
+    result = runner.invoke(cli, ["retry", "--failed", "--code", "CONTENT_POLICY_VIOLATION"], env=env)
+    assert result.exit_code == 0 and f"queued {mixed_jobs['failed'][0]}" in result.output
+    assert "retried 1 failed job with CONTENT_POLICY_VIOLATION" in result.output
+    assert client.get(f"/api/jobs/{mixed_jobs['failed'][0]}", headers=auth).json["status"] == "waiting"

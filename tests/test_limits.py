@@ -98,7 +98,7 @@ def test_event_stream_reconnects_are_not_limited(make_app, make_token, redis_han
     headers = {"Authorization": f"Bearer {make_token(user)}"}
     created = client.post("/api/jobs", json=JOB, headers=headers)
     job_id = created.json["jobId"]
-    jobrecord.publish(redis_handle.client, job_id, user, jobrecord.Cancelled(), ttl=60)
+    jobrecord.publish(redis_handle.client, job_id, user, jobrecord.Cancelled(), ttl=60, replay_window=60)
     for _ in range(4):   # each reads the history, up to the terminal event, and ends
         r = client.get(f"/api/sse/jobs/{job_id}", headers=headers)
         assert r.status_code == 200 and b'"type":"cancelled"' in r.data

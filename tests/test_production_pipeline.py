@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import uuid
 import pytest
 import requests
 from PIL import Image
+from rq.suspension import resume, suspend
 from standardwebhooks import Webhook
 
 from snapasset import create_app, framing
@@ -252,8 +254,22 @@ def test_openai_success_lands_in_supabase_with_usage(client, auth, user, main_wo
 def test_streamed_partial_images_reach_clients_as_previews(strict_client, auth, strict_settings, strict_worker,
                                                            openai_stub):
     openai_stub.script([stream(partials=3)])
-    job_id = create(strict_client, auth, ["twitter-header"], format="png")
-    job, _, history = finish(strict_client, auth, job_id)
+    conn = strict_client.application.extensions["snapasset"].redis.client
+    suspend(conn)   # a client following live from the start: previews are live-only
+    try:
+        job_id = create(strict_client, auth, ["twitter-header"], format="png")
+        live = strict_client.get(f"/api/sse/jobs/{job_id}", headers=auth, buffered=False)
+    finally:
+        resume(conn)
+    history = []
+    for chunk in live.response:
+        text = chunk if isinstance(chunk, str) else chunk.decode()
+        history += [json.loads(line[len("data: "):]) for line in text.split("\n") if line.startswith("data: ")]
+        if history and history[-1]["type"] == "done":
+            break
+    live.close()
+    job, _, stored = finish(strict_client, auth, job_id)
+    assert not [e for e in stored if "preview" in e]   # gone from Redis once the job ended
 
     assert job["status"] == "completed", job
     assert job["attemptsMade"] == 1

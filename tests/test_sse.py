@@ -147,7 +147,9 @@ def stream_path(created: dict) -> str:
 
 
 def assert_same_as_stream(received: list[dict], stored: list[tuple[str, dict]]):
-    """The received events (after `connected`) are the job's stream: same ids, same order, once."""
+    """The received events (after `connected`) are the job's stream: same ids, same order, once —
+    live previews excepted: they leave the stream with the terminal event (jobrecord.publish)."""
+    received = [m for m in received if "preview" not in m]
     assert [m["_id"] for m in received] == [entry_id for entry_id, _ in stored]
     for message, (_, event) in zip(received, stored):
         assert message["type"] == event["type"]
@@ -172,6 +174,7 @@ def test_before_during_and_after_a_job_every_client_gets_the_whole_sequence(clie
 
     stored = stream_events(redis_handle.client, job_id)
     assert stored[-1][1]["type"] == "done"
+    assert not [event for _, event in stored if "preview" in event]   # no picture stays in Redis
     for messages in (first, second, after):
         assert messages[0]["type"] == "connected" and messages[0]["jobId"] == job_id
         assert_same_as_stream(messages[1:], stored)
@@ -249,6 +252,33 @@ def test_reconnect_after_the_end_gets_204_and_earlier_ids_get_the_rest(client, a
     assert rest[0] == {"type": "connected", "jobId": created["jobId"], "status": "completed",
                        "progress": 100, "stage": rest[0]["stage"], "_id": stored[middle][0]}
     assert_same_as_stream(rest[1:], stored[middle + 1:])
+
+
+def test_after_the_replay_window_the_record_answers_and_only_the_record_stays(
+        settings, make_app, make_token, user, redis_handle):
+    """SNAPASSET_EVENTS_TTL after its end, a job's history is gone from Redis: a late client still
+    gets `connected` and the outcome at once (from the record), a reconnect still gets 204."""
+    from tests.conftest import InProcessWorker
+    from workers.bootstrap import bootstrap
+    from workers.terminal_events import build_worker
+
+    short = settings.replace(events_ttl=1)
+    client = make_app(events_ttl=1).test_client()
+    auth = {"Authorization": f"Bearer {make_token(user)}"}
+    created = create_job(client, auth)
+    build_worker(bootstrap(short, redis=redis_handle), InProcessWorker).work(burst=True)
+    last_id = stream_events(redis_handle.client, created["jobId"])[-1][0]
+    conn = redis_handle.client
+    wait_for(lambda: not conn.exists(keys.job_events(created["jobId"]), keys.user_events(user)), timeout=10)
+    left = sorted(k.decode() for k in conn.keys(f"*{created['jobId']}*"))
+    assert left == [f"rq:job:{created['jobId']}"]     # the record alone: no stream, no RQ result stream
+
+    late = Follower(client, stream_path(created)).join()
+    assert [m["type"] for m in late] == ["connected", "done"]
+    assert late[0]["status"] == "completed"
+    assert late[1]["result"]["images"][0]["url"].startswith("http://testserver/media/")
+    assert client.get(stream_path(created), headers={"Last-Event-ID": last_id}).status_code == 204
+    assert client.get(f"/api/jobs/{created['jobId']}", headers=auth).json["result"] == late[1]["result"]
 
 
 def test_user_stream_interleaves_jobs_and_keeps_each_jobs_order(client, auth, worker_process, redis_handle):
@@ -507,7 +537,8 @@ def test_wire_format_from_gunicorn_gevent_as_the_procfile_runs_it(web_server, cl
     assert payloads[0]["type"] == "connected" and payloads[0]["status"] == "waiting"
     assert all(p["jobId"] == job_id and "type" in p for p in payloads)
     stored = stream_events(redis_handle.client, job_id)
-    assert [m["id"] for m in received[1:]] == [entry_id for entry_id, _ in stored]
+    live = [m["id"] for m, p in zip(received[1:], payloads[1:]) if "preview" not in p]   # previews: live only
+    assert live == [entry_id for entry_id, _ in stored]
     assert {"progress", "image", "done"} <= {p["type"] for p in payloads}
 
     # a reconnect after the end: 204, no body
@@ -533,7 +564,7 @@ def test_many_streams_share_a_bounded_number_of_redis_connections(web_server, cl
         assert 1 <= hub <= 9, hub             # the reader plus at most the pool, not one per client
         for index, item in enumerate(created):
             jobrecord.publish(redis_handle.client, item["jobId"], "whoever", jobrecord.Progress(progress=5),
-                              ttl=60)
+                              ttl=60, replay_window=60)
         for stream in streams:
             assert json.loads(next(stream.messages())["data"])["progress"] == 5
         assert _hub_connections(redis_handle.client) == hub

@@ -45,10 +45,12 @@ from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
-from snapasset import jobrecord
+from snapasset import jobrecord, keys
 from snapasset.config import Settings
 from snapasset.jobs import JOB_FUNCTION
 from snapasset.rqcompat import CompatWorker, fetch_dequeued_job, heartbeat_all, mark_stopped, requeue_at_front
+from snapasset.live_workers import CONCURRENCY_FIELD, HEARTBEAT_INTERVAL_FIELD
+from snapasset.metrics import Outcome
 from workers.bootstrap import WorkerContext, bootstrap
 from workers.control import (Checkpointed, ControlDeathPenalty, InterruptibleProvider, JobControl, Reason,
                              bind_control)
@@ -60,6 +62,7 @@ __all__ = ["ConcurrentWorker", "RoutineAtDebug", "make_concurrent", "run_concurr
 log = logging.getLogger(__name__)
 
 REQUEUED_LOG = "The worker shut down during this attempt; the job was queued again"
+DELAYED_POLL = 0.25   # seconds an idle worker waits between looks at the lanes while retries are due
 
 
 @dataclass
@@ -80,7 +83,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
 
     def __init__(self, queues, *, concurrency: int = 16, shutdown_grace: float = 20.0,
                  interrupt_grace: float = 5.0, heartbeat_grace: int = 60, poll_interval: float = 0.5,
-                 maintenance_interval: int = 60, **kwargs):
+                 maintenance_interval: int = 60, wakeup_key: str | None = None, **kwargs):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         super().__init__(queues, maintenance_interval=maintenance_interval, **kwargs)
@@ -91,6 +94,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         # longest blocking dequeue, so how soon a stop is noticed: Ctrl-C on `snapasset dev` and the end
         # of `snapasset generate` wait for it (Redis 6 takes fractional BLMOVE timeouts)
         self.poll_interval = poll_interval
+        self.wakeup_key = wakeup_key             # the list enqueues push to (None: block on the first queue)
         self._slots = threading.BoundedSemaphore(concurrency)
         self._running: dict[str, Running] = {}
         self._changed = threading.Condition()    # guards _running; notified when a job ends
@@ -98,6 +102,15 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         self._cold = False
         self._beats_stop = threading.Event()
         self._connection_wait = 1.0
+
+    def serialize(self) -> dict:
+        """RQ's worker hash, plus what GET /api/admin/workers shows and judges liveness by."""
+        return {**super().serialize(), CONCURRENCY_FIELD: self.concurrency,
+                HEARTBEAT_INTERVAL_FIELD: self._heartbeat_interval}
+
+    @property
+    def _heartbeat_interval(self) -> int:
+        return max(1, self.job_monitoring_interval)
 
     @property
     def running_job_ids(self) -> list[str]:
@@ -182,11 +195,14 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
     def _pop(self, timeout: int | None) -> tuple[Job, Queue] | None:
         """The next job, always through LMOVE into its queue's intermediate queue.
 
-        RQ's dequeue_any pops with BLPOP when it listens on several queues (ours: generations and
-        webhooks), and a job popped by a worker that dies before registering it is then lost for
-        good. Moved into the intermediate queue instead, it is found by RQ's intermediate-queue
-        cleanup and failed or retried. So: a non-blocking LMOVE on each queue in order, then a
-        blocking one on the first (generations) for at most `timeout` seconds.
+        RQ's dequeue_any pops with BLPOP when it listens on several queues (ours: the priority
+        lanes and webhooks), and a job popped by a worker that dies before registering it is then
+        lost for good. Moved into the intermediate queue instead, it is found by RQ's
+        intermediate-queue cleanup and failed or retried. So: a non-blocking LMOVE on each queue
+        in order — high, normal, low, webhooks: the strict priority order — and, when all are
+        empty, a wait of at most `timeout` seconds on the lanes' wake-up list, which every
+        enqueue pushes to (snapasset.jobs.wake_workers), then the lanes again in order. RQ's
+        scheduler puts delayed jobs back without a wake-up: while any wait, the wait is short.
         """
         if self.get_redis_server_version() < (6, 2, 0):   # no LMOVE before Redis 6.2
             return self.queue_class.dequeue_any(   # Redis < 6 takes whole seconds only
@@ -199,11 +215,23 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             if popped is None:
                 if timeout is None:
                     return None
-                popped = self.queue_class.lmove(self.connection, self.ordered_queues[0].key, timeout)
+                if self.wakeup_key is None:
+                    popped = self.queue_class.lmove(self.connection, self.ordered_queues[0].key, timeout)
+                elif self.connection.blpop([self.wakeup_key], self._idle_wait(timeout)) is None:
+                    raise DequeueTimeout(timeout)
+                else:
+                    continue   # something was queued: look at every lane in order
             queue_key, job_id = (as_text(part) for part in popped)
             found = fetch_dequeued_job(self, queue_key, job_id)
             if found is not None:   # None: the job was deleted while queued; take the next one
                 return found
+
+    def _idle_wait(self, timeout: float) -> float:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for queue in self.ordered_queues:
+                pipe.zcard(queue.scheduled_job_registry.key)
+            delayed = any(pipe.execute())
+        return min(timeout, DELAYED_POLL) if delayed else timeout
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         # every job came through its intermediate queue (_pop), whatever the number of queues
@@ -252,8 +280,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
 
     # -- heartbeats ----------------------------------------------------------------------
     def _heartbeats(self) -> None:
-        interval = max(1, self.job_monitoring_interval)
-        while not self._beats_stop.wait(interval):
+        while not self._beats_stop.wait(self._heartbeat_interval):
             try:
                 self._beat()
             except Exception:
@@ -303,6 +330,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             requeue_at_front(queue, job, pipe)
             pipe.execute()
+        self._record(job, None)
         self.log.info("Worker %s: job %s interrupted by shutdown, queued again", self.name, job.id)
 
     # -- commands (stop one job, not the worker) ---------------------------------------------
@@ -421,6 +449,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             will_retry = status in (JobStatus.SCHEDULED, JobStatus.QUEUED)
             error = jobrecord.record_lost(job)
             jobrecord.save_state(job)
+            self._record(job, Outcome.RETRIED if will_retry else Outcome.FAILED, code=error["code"])
             self._publish(job, jobrecord.Failed(error=error, willRetry=will_retry,
                                                 attemptsMade=jobrecord.state_of(job).get("attempt", 1)))
         except Exception:
@@ -460,6 +489,8 @@ def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = Fal
     ctx = bootstrap(settings)
     pool = make_concurrent(ctx)
     try:
+        options.setdefault("job_monitoring_interval", ctx.settings.worker_heartbeat)
+        options.setdefault("wakeup_key", keys.lane_wakeup(ctx.settings.queue_name))
         worker = build_worker(ctx, ConcurrentWorker, concurrency=ctx.settings.worker_concurrency, **options)
         worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
     finally:

@@ -3,22 +3,27 @@ rendered image per platform → storage → records.
 
 Progress, stage and log lines live in the job's stored state (what GET /api/jobs/:id shows) and
 every step is published as an event on the job's stream (what SSE clients see); both through
-snapasset.jobrecord.
+snapasset.jobrecord. The time an attempt waited in the queue, the model's time and the render
+time go to the shared job metrics (snapasset.metrics) in the same round trips.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
+
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from snapasset import framing, imaging, jobrecord, keys
+from snapasset import framing, imaging, jobrecord, keys, metrics
 from snapasset.jobrecord import Stage
 from snapasset.errors import ErrorCode, JobCancelled, JobFailure
+from snapasset.metrics import Duration
 from snapasset.platforms import Platform, get_platform
 from snapasset.imaging import RenderedImage
 from snapasset.providers import GeneratedImage, GenerationRequest
@@ -75,6 +80,8 @@ class Generation:
         self.format = self.options.get("format", "jpeg")
         self.generation_id = generation_id_for(job.id)
         self._progress = 0
+        self._durations: list[tuple[str, float]] = []   # sent with the next progress write
+        self._render_seconds = 0.0
 
     # -- reporting -------------------------------------------------------------
     def report(self, progress: int, stage: str, message: str | None = None, **extra) -> None:
@@ -92,7 +99,12 @@ class Generation:
         conn = self.ctx.redis.client
         with conn.pipeline(transaction=True) as pipe:
             jobrecord.save_state(self.job, pipe)
-            jobrecord.publish(conn, self.job.id, self.user_id, event, ttl=self.ctx.settings.job_ttl, pipeline=pipe)
+            jobrecord.publish(conn, self.job.id, self.user_id, event, ttl=self.ctx.settings.job_ttl,
+                              replay_window=self.ctx.settings.events_ttl, pipeline=pipe)
+            for metric, seconds in self._durations:
+                metrics.observe(pipe, self.ctx.settings.queue_name, metric, seconds,
+                                provider=self.ctx.provider.name, model=self.ctx.provider.model)
+            self._durations.clear()
             pipe.exists(keys.job_cancel(self.job.id))
             cancelled = pipe.execute()[-1]
         if cancelled:
@@ -120,15 +132,23 @@ class Generation:
 
     def _run(self) -> dict:
         provider = self.ctx.provider
+        if self.job.enqueued_at is not None:
+            enqueued = self.job.enqueued_at.replace(tzinfo=self.job.enqueued_at.tzinfo or timezone.utc)
+            self._durations.append((Duration.QUEUE_WAIT,
+                                    (datetime.now(timezone.utc) - enqueued).total_seconds()))
         self.report(0, Stage.STARTING, "Starting image generation...")
         # one picture per shape family (SPEC §5): 1 to SNAPASSET_MAX_SOURCES model calls
         plans = framing.plan_sources(self.platforms, provider.choose_size, self.ctx.settings.max_sources)
         self.report(10, Stage.GENERATING, f"Generating image with {provider.model}...")
+        model_started = time.perf_counter()
         sources = [self._generate(plan, index, len(plans)) for index, plan in enumerate(plans)]
+        self._durations.append((Duration.MODEL, time.perf_counter() - model_started))
         self.report(30, Stage.GENERATING, "Image generated successfully")
 
         self.report(30, Stage.DOWNLOADING, "Downloading image...")
-        renders, extensions = self._renders(plans, sources)
+        render_started = time.perf_counter()
+        renders, extensions = self._renders(plans, sources)   # fit=extend: the model's edits count here
+        self._render_seconds += time.perf_counter() - render_started
 
         self.report(40, Stage.SAVING, "Saving to database...")
         first = sources[0]
@@ -145,7 +165,9 @@ class Generation:
         for index, platform in enumerate(self.platforms):
             self.report(50 + index * share, Stage.PROCESSING, f"Processing {platform.name}...")
             # each plan's renders come in its platforms' order, which is the job's order
+            waited = time.perf_counter()
             rendered = next(renders[platform.id])
+            self._render_seconds += time.perf_counter() - waited
             key = object_key(self.user_id, self.generation_id, platform.id, rendered.width, rendered.height,
                              rendered.extension)
             url = self.ctx.storage.put(key, rendered.data, rendered.content_type)
@@ -163,6 +185,7 @@ class Generation:
 
         record.status = "completed"
         self.ctx.records.save_generation(record)
+        self._durations.append((Duration.RENDER, self._render_seconds))
         self.report(100, Stage.PROCESSING, f"Processed {len(images)} image{'s' if len(images) != 1 else ''}")
         return {"success": True, "generationId": self.generation_id, "images": images,
                 "revisedPrompt": first.revised_prompt, "provider": first.provider, "model": first.model}

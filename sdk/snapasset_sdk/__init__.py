@@ -16,15 +16,15 @@ from .errors import (
     ValidationError, WaitTimeoutError,
 )
 from .models import (
-    CleanResult, Event, Image, Job, JobError, JobResult, JobSummary, Platform, QueueState,
-    QueueStats,
+    BulkRetryResult, CleanResult, Event, Image, Job, JobError, JobResult, JobSummary, Platform,
+    QueueState, QueueStats, Worker,
 )
 
 __all__ = [
     "__version__",
     "SnapAssetClient", "AsyncSnapAssetClient",
     "Job", "JobResult", "JobError", "Image", "Event", "JobSummary", "QueueStats",
-    "QueueState", "CleanResult", "Platform",
+    "QueueState", "CleanResult", "Platform", "BulkRetryResult", "Worker",
     "SnapAssetError", "AuthError", "ForbiddenError", "NotFoundError", "ValidationError",
     "ConflictError", "RateLimitError", "ServerError", "JobFailedError", "JobCancelledError",
     "WaitTimeoutError", "APIConnectionError",

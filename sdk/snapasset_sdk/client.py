@@ -19,7 +19,8 @@ from .errors import (
     error_from_response,
 )
 from .models import (
-    CleanResult, Event, Job, JobResult, JobSummary, Platform, QueueState, QueueStats,
+    BulkRetryResult, CleanResult, Event, Job, JobResult, JobSummary, Platform, QueueState, QueueStats,
+    Worker,
 )
 from .retries import (
     IDEMPOTENT_METHODS, MAX_RETRY_AFTER, RETRYABLE_STATUSES, parse_retry_after, reconnect_delay, retry_delay,
@@ -106,11 +107,13 @@ class SnapAssetClient:
     def create_job(self, prompt: str, platforms: Iterable[str] | str, *,
                    options: dict[str, Any] | None = None, user_id: str | None = None,
                    webhook_url: str | None = None, idempotency_key: str | None = None,
-                   fit: str | None = None) -> Job:
+                   fit: str | None = None, priority: str | None = None) -> Job:
         """Queue a generation job (``POST /api/jobs``).
 
         ``fit`` (``cover``, ``contain`` or ``extend``) is ``options["fit"]``: how
-        each picture fills a platform's frame.
+        each picture fills a platform's frame. ``priority`` (``low``, ``normal``,
+        ``high``) is ``options["priority"]``; ``high`` needs an API key with the
+        ``priority`` scope or an admin token.
 
         With retries enabled and no ``idempotency_key`` given, one is generated
         so that a retry after a lost answer returns the same job instead of
@@ -120,8 +123,9 @@ class SnapAssetClient:
             "prompt": prompt,
             "platforms": [platforms] if isinstance(platforms, str) else list(platforms),
         }
-        if fit is not None:
-            options = {**(options or {}), "fit": fit}
+        for name, value in (("fit", fit), ("priority", priority)):
+            if value is not None:
+                options = {**(options or {}), name: value}
         for key, value in (("options", options), ("userId", user_id),
                            ("webhookUrl", webhook_url)):
             if value is not None:
@@ -140,13 +144,15 @@ class SnapAssetClient:
 
         ``limit`` caps how many jobs are yielded in all (not per page).
         """
+        return self._paged("/api/jobs", {"status": status}, limit)
+
+    def _paged(self, path: str, filters: dict[str, Any], limit: int | None) -> Iterator[JobSummary]:
         remaining = limit
         cursor: str | None = None
         while remaining is None or remaining > 0:
-            params: dict[str, Any] = {"status": status, "cursor": cursor,
+            params: dict[str, Any] = {**filters, "cursor": cursor,
                                       "limit": min(remaining or MAX_PAGE_SIZE, MAX_PAGE_SIZE)}
-            page = self._request("GET", "/api/jobs",
-                                 params={k: v for k, v in params.items() if v is not None})
+            page = self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
             jobs = page.get("jobs") or []
             for item in jobs[:remaining]:
                 yield JobSummary.from_json(item)
@@ -234,6 +240,28 @@ class SnapAssetClient:
 
     def resume_queue(self) -> QueueState:
         return QueueState.from_json(self._request("POST", "/api/queue/resume", idempotent=True))
+
+    # -- operators (admin scope) ---------------------------------------------
+
+    def list_all_jobs(self, *, status: str | None = None, user_id: str | None = None,
+                      error_code: str | None = None, limit: int | None = None) -> Iterator[JobSummary]:
+        """Every user's jobs, newest first, each with ``user_id`` (and ``error`` when failed);
+        ``error_code`` keeps failed jobs with that code. ``limit`` caps the total yielded."""
+        return self._paged("/api/admin/jobs", {"status": status, "userId": user_id, "errorCode": error_code},
+                           limit)
+
+    def retry_failed_jobs(self, *, error_code: str | None = None, limit: int = 100) -> BulkRetryResult:
+        """Queue up to ``limit`` failed jobs again (newest first), only those with ``error_code``
+        when given."""
+        body: dict[str, Any] = {"status": "failed", "limit": limit}
+        if error_code is not None:
+            body["errorCode"] = error_code
+        return BulkRetryResult.from_json(self._request("POST", "/api/admin/jobs/retry", json=body))
+
+    def workers(self) -> list[Worker]:
+        """The live workers, what each runs and when each last beat."""
+        body = self._request("GET", "/api/admin/workers")
+        return [Worker.from_json(item) for item in body.get("workers") or []]
 
     def platforms(self) -> list[Platform]:
         body = self._request("GET", "/api/platforms")

@@ -14,7 +14,8 @@ from typing import Any
 
 __all__ = [
     "Image", "JobError", "JobResult", "Job", "JobSummary", "Event", "QueueStats",
-    "QueueState", "CleanResult", "Platform", "TERMINAL_STATUSES", "TERMINAL_EVENT_TYPES",
+    "QueueState", "CleanResult", "Platform", "BulkRetryResult", "Worker", "TERMINAL_STATUSES",
+    "TERMINAL_EVENT_TYPES",
 ]
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -136,17 +137,24 @@ class Job:
 
 @dataclass
 class JobSummary:
+    """One job of a list; an operator's list (``list_all_jobs``) also names its owner and, for a
+    failed job, its error."""
+
     job_id: str
     status: str | None
     progress: int | None
     created_at: datetime | None
+    user_id: str | None = None
+    error: JobError | None = None
     raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> JobSummary:
+        error = data.get("error")
         return cls(job_id=data.get("jobId", ""), status=data.get("status"),
                    progress=data.get("progress"), created_at=_timestamp(data.get("createdAt")),
-                   raw=data)
+                   user_id=data.get("userId"),
+                   error=JobError.from_json(error) if isinstance(error, dict) else None, raw=data)
 
 
 @dataclass
@@ -260,3 +268,48 @@ class Platform:
         return cls(id=data.get("id", ""), name=data.get("name"), width=data.get("width"),
                    height=data.get("height"),
                    max_bytes=data.get("maxBytes", data.get("maxFileSize")), raw=data)
+
+
+@dataclass
+class BulkRetryResult:
+    """The answer of ``retry_failed_jobs``: how many failed jobs were queued again, and which."""
+
+    retried: int
+    job_ids: list[str]
+    skipped: int
+    error_code: str | None
+    timestamp: datetime | None
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> BulkRetryResult:
+        return cls(retried=data.get("retried", 0), job_ids=list(data.get("jobIds") or []),
+                   skipped=data.get("skipped", 0), error_code=data.get("errorCode"),
+                   timestamp=_timestamp(data.get("timestamp")), raw=data)
+
+
+@dataclass
+class Worker:
+    """A live worker (``workers()``): what it runs now and when it last beat."""
+
+    name: str
+    hostname: str | None
+    pid: int | None
+    state: str | None
+    concurrency: int | None
+    current_jobs: list[str]
+    last_heartbeat: datetime | None
+    started_at: datetime | None
+    successful_jobs: int
+    failed_jobs: int
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> Worker:
+        return cls(name=data.get("name", ""), hostname=data.get("hostname"), pid=data.get("pid"),
+                   state=data.get("state"), concurrency=data.get("concurrency"),
+                   current_jobs=list(data.get("currentJobs") or []),
+                   last_heartbeat=_timestamp(data.get("lastHeartbeat")),
+                   started_at=_timestamp(data.get("startedAt")),
+                   successful_jobs=data.get("successfulJobs", 0), failed_jobs=data.get("failedJobs", 0),
+                   raw=data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snapasset.api import health, jobs, meta, metrics, pages, queue, sse
+from snapasset.api import admin, health, jobs, meta, metrics, pages, queue, sse
 
 __all__ = ["register_blueprints"]
 
@@ -11,6 +11,7 @@ def register_blueprints(app) -> None:
     app.register_blueprint(meta.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(queue.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(sse.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)

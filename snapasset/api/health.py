@@ -6,15 +6,13 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, jsonify
-from rq import Worker
-from rq.serializers import JSONSerializer
 
 from snapasset.api.common import services
 from snapasset.errors import APIError, ErrorCode, utcnow_iso
-from snapasset.jobs import open_queue
+from snapasset.live_workers import live_workers
 from snapasset.storage import Storage, build_storage
 
-__all__ = ["bp", "live_workers"]
+__all__ = ["bp", "live_worker_count"]
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +29,10 @@ def _storage(settings) -> Storage:
     return storage
 
 
-def live_workers(conn, settings) -> int:
-    """Workers registered on our queue whose heartbeat key is still alive (a crashed worker's
-    registration outlives it; its key does not)."""
-    return len(Worker.all(queue=open_queue(conn, settings), serializer=JSONSerializer))
+def live_worker_count(conn, settings) -> int:
+    """Workers on our queue whose heartbeat is recent (a crashed worker's registration outlives
+    it by minutes; its heartbeat does not)."""
+    return len(live_workers(conn, settings.queue_name, default_interval=settings.worker_heartbeat))
 
 
 @bp.get("/ready")
@@ -53,7 +51,7 @@ def ready():
         log.warning("readiness: storage check failed: %s", exc)
         checks["storage"] = {"ok": False, "error": type(exc).__name__}
     if checks["redis"]["ok"]:
-        count = live_workers(svc.redis.client, svc.settings)
+        count = live_worker_count(svc.redis.client, svc.settings)
         checks["workers"] = {"ok": count > 0, "count": count, "queue": svc.settings.queue_name}
     else:
         checks["workers"] = {"ok": False, "error": "redis unreachable"}

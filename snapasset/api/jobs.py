@@ -7,10 +7,11 @@ from flask import Blueprint, jsonify, request
 from snapasset.api import limits, presentation
 from snapasset.api.common import (absolute_url, absolutize_result, job_owner, json_body, principal,
                                   require_user, services)
+from snapasset.auth import forbidden
 from snapasset.jobrecord import Status
-from snapasset.schema import invalid, parse_job_request
+from snapasset.schema import Priority, invalid, parse_job_request
 
-__all__ = ["bp"]
+__all__ = ["bp", "parse_list_query"]
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 
@@ -22,6 +23,8 @@ def create_job():
     caller = principal()   # who is asking comes before what they ask: a bad token is 401 whatever the body
     request_body = parse_job_request(json_body())
     user_id = require_user(request_body.user_id, caller=caller)
+    if request_body.priority == Priority.HIGH and not caller.may_prioritise:
+        raise forbidden("High priority needs an API key with the 'priority' scope or an admin")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
         raise invalid({"Idempotency-Key": f"must be 1 to {IDEMPOTENCY_KEY_MAX} characters"})
@@ -41,7 +44,9 @@ def create_job():
 @bp.get("/<job_id>")
 def get_job(job_id: str):
     user_id = job_owner()
-    body = presentation.describe(services().jobs.fetch(job_id, user_id))
+    jobs = services().jobs
+    job = jobs.fetch(job_id, user_id)
+    body = presentation.describe(job, queue_position=jobs.queue_position(job))
     if "result" in body:
         body["result"] = absolutize_result(body["result"])
     return jsonify(body)
@@ -50,11 +55,19 @@ def get_job(job_id: str):
 @bp.get("")
 def list_jobs():
     user_id = require_user()
+    status, limit, cursor = parse_list_query({})
+    jobs, next_cursor = services().jobs.list(user_id, status=status, limit=limit, cursor=cursor)
+    return jsonify(presentation.list_body(jobs, status=status, next_cursor=next_cursor))
+
+
+def parse_list_query(details: dict) -> tuple[str | None, int, str | None]:
+    """`status`, `limit` and `cursor` of a job list's query; every problem (with those already in
+    `details`) named per field in one 400."""
     status = request.args.get("status") or None
-    details = {}
     if status is not None and status not in Status.ALL:
         details["status"] = f"must be one of {', '.join(Status.ALL)}"
     raw_limit = request.args.get("limit", "20")
+    limit = 20
     try:
         limit = int(raw_limit)
         if not 1 <= limit <= 100:
@@ -66,8 +79,7 @@ def list_jobs():
         details["cursor"] = "is not a cursor this API handed out"
     if details:
         raise invalid(details)
-    jobs, next_cursor = services().jobs.list(user_id, status=status, limit=limit, cursor=cursor)
-    return jsonify(presentation.list_body(jobs, status=status, next_cursor=next_cursor))
+    return status, limit, cursor
 
 
 @bp.post("/<job_id>/retry")

@@ -8,13 +8,15 @@ from rq.job import Job
 from snapasset import jobrecord
 from snapasset.estimates import Estimate
 from snapasset.jobrecord import Status, iso, status_of
+from snapasset.errors import utcnow_iso
 from snapasset.jobs import Created
 
-__all__ = ["describe", "created_body", "list_item", "list_body", "retried_body", "cancelled_body"]
+__all__ = ["describe", "created_body", "list_item", "list_body", "admin_list_body", "bulk_retry_body",
+           "retried_body", "cancelled_body"]
 
 
-def describe(job: Job) -> dict:
-    """GET /api/jobs/:id body."""
+def describe(job: Job, *, queue_position: int | None = None) -> dict:
+    """GET /api/jobs/:id body (`queue_position`: of a waiting job, from the job service)."""
     state = jobrecord.state_of(job)
     status = status_of(job)
     body = {
@@ -28,13 +30,13 @@ def describe(job: Job) -> dict:
         "createdAt": iso(job.created_at),
         "processedAt": state.get("processedAt"),
     }
+    if queue_position is not None:
+        body["queuePosition"] = queue_position
     if status in Status.ENDED:
         body["finishedAt"] = iso(job.ended_at)
     if status == Status.COMPLETED:
-        body["result"] = job.return_value()
-    error = state.get("error")
-    if status == Status.FAILED and error is None:   # its worker died before recording why
-        error = jobrecord.LOST_ERROR
+        body["result"] = jobrecord.result_of(job)
+    error = jobrecord.failure_of(job) or state.get("error")
     if error and status in (Status.FAILED, Status.DELAYED):   # delayed: why the last attempt failed
         body["error"] = error
         body["failedReason"] = error["message"]
@@ -58,6 +60,26 @@ def list_body(jobs: list[Job], *, status: str | None, next_cursor: str | None) -
     """GET /api/jobs body."""
     found = [list_item(job) for job in jobs]
     return {"jobs": found, "count": len(found), "status": status, "nextCursor": next_cursor}
+
+
+def admin_list_body(jobs: list[Job], *, status: str | None, user_id: str | None, error_code: str | None,
+                    next_cursor: str | None) -> dict:
+    """GET /api/admin/jobs body: list items with their owner and, when failed, their error."""
+    found = []
+    for job in jobs:
+        item = {**list_item(job), "userId": jobrecord.owner_of(job)}
+        failure = jobrecord.failure_of(job)
+        if failure is not None:
+            item["error"] = failure
+        found.append(item)
+    return {"jobs": found, "count": len(found), "status": Status.FAILED if error_code else status,
+            "userId": user_id, "errorCode": error_code, "nextCursor": next_cursor}
+
+
+def bulk_retry_body(retried: list[str], skipped: int, *, error_code: str | None, limit: int) -> dict:
+    """POST /api/admin/jobs/retry body."""
+    return {"retried": len(retried), "jobIds": retried, "skipped": skipped, "status": Status.FAILED,
+            "errorCode": error_code, "limit": limit, "timestamp": utcnow_iso()}
 
 
 def retried_body(job_id: str) -> dict:

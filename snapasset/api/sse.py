@@ -132,6 +132,12 @@ def job_stream(job_id: str):
     stored = jobrecord.state_of(job)
     connected = jobrecord.Connected(status=status, progress=stored.get("progress", 0),
                                     stage=jobrecord.stage_of(job, status)).to_wire(job_id)
+    if after is None and status in Status.ENDED and state.hub.latest(stream_key) is None:
+        # its history has passed the replay window (SNAPASSET_EVENTS_TTL): the outcome, from the record
+        start = "0-0"
+        return Response("".join((sse_message(start, _dumps(connected), retry=RETRY_MS),
+                                 sse_message(start, _dumps(_final_event(job))))),
+                        mimetype="text/event-stream", headers=HEADERS)
     heartbeat = _heartbeat()
     subscription = state.hub.subscribe(stream_key, after or "0-0")   # a Redis failure here is a JSON 503
 
@@ -204,6 +210,11 @@ def _check_stale(jobs: JobService, job_id: str, owner: str | None, ended_seen: f
         job = jobs.fetch(job_id, owner)
     except JobNotFound:
         return ended_seen, GONE
+    return ended_seen, _final_event(job)
+
+
+def _final_event(job) -> dict:
+    """The terminal event of an ended job, made from its record."""
     status = status_of(job)
     described = presentation.describe(job)
     if status == Status.COMPLETED:
@@ -212,7 +223,7 @@ def _check_stale(jobs: JobService, job_id: str, owner: str | None, ended_seen: f
         final = jobrecord.Cancelled()
     else:
         final = jobrecord.Failed(error=described.get("error"), willRetry=False)
-    return ended_seen, final.to_wire(job_id)
+    return final.to_wire(job.id)
 
 
 # -- GET /api/sse/jobs --------------------------------------------------------------------------
