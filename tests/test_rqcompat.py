@@ -118,6 +118,45 @@ def test_fetch_dequeued_job_after_our_own_lmove(queue, redis_handle):
     assert rqcompat.fetch_dequeued_job(worker, queue_key, job_id) is None
 
 
+def test_delete_result_removes_what_return_value_reads(queue, redis_handle):
+    job = enqueue(queue, add, 2, 3)
+    SimpleWorker([queue], connection=redis_handle.client, serializer=JSONSerializer).work(burst=True)
+    assert job.return_value(refresh=True) == 5
+    with redis_handle.client.pipeline() as pipe:
+        rqcompat.delete_result(job, pipe)
+        pipe.execute()
+    assert job.return_value(refresh=True) is None
+    assert not redis_handle.client.keys(f"*results*{job.id}*")
+
+
+def test_move_to_cancelled_leaves_each_registry_its_own_status(queue, redis_handle):
+    job = enqueue(queue, fail)
+    worker = Recording([queue], connection=redis_handle.client, serializer=JSONSerializer)
+    worker.stop_failures = True
+    worker.work(burst=True)
+    assert queue.failed_job_registry.get_job_ids() == [job.id]
+    with redis_handle.client.pipeline() as pipe:
+        rqcompat.move_to_cancelled(job, pipe, ttl=60)
+        pipe.execute()
+    assert queue.failed_job_registry.get_job_ids() == []
+    assert queue.canceled_job_registry.get_job_ids() == [job.id]
+
+
+def test_a_workers_registration_and_running_executions(queue, redis_handle):
+    job = enqueue(queue, add, 1, 1)
+    worker = SimpleWorker([queue], connection=redis_handle.client, serializer=JSONSerializer)
+    worker.register_birth()
+    try:
+        assert rqcompat.registered_worker_keys(redis_handle.client, queue.name) == [worker.key]
+        assert worker.key == rqcompat.WORKER_KEY_PREFIX + worker.name
+        execution = worker.prepare_execution(job)
+        members = redis_handle.client.smembers(rqcompat.worker_executions_key(worker.name))
+        assert [rqcompat.execution_job_id(member) for member in members] == [job.id]
+        assert execution.job_id == job.id
+    finally:
+        worker.register_death()
+
+
 def test_heartbeats_do_not_resurrect_a_job_that_ended(queue, redis_handle):
     """heartbeat_all relies on each heartbeat's first reply being 1 exactly when it re-created the hash."""
     conn = redis_handle.client
