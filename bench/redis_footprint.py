@@ -81,7 +81,7 @@ def run_real_jobs(conn, settings, workdir: Path, count: int) -> None:
     service = JobService(conn, settings)
     request = JobRequest(prompt=PROMPT, platforms=PLATFORMS)
     users = [f"bench-user-{index}" for index in range(4)]
-    ids = [service.create(users[index % len(users)], request).job["jobId"] for index in range(count)]
+    ids = [service.create(users[index % len(users)], request).job_id for index in range(count)]
     workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / "worker.log", "ab")
     worker = subprocess.Popen(procfile_worker_command(), env=worker_env(settings), cwd=ROOT, stdout=log,
@@ -156,7 +156,7 @@ def seed(conn, settings, user_id: str, count: int, *, failed_code: str | None = 
     service = JobService(conn, settings)
     request = JobRequest(prompt=PROMPT, platforms=PLATFORMS)
     for _ in range(count):
-        finish(conn, settings, service.create(user_id, request).job["jobId"], failed_code=failed_code)
+        finish(conn, settings, service.create(user_id, request).job_id, failed_code=failed_code)
 
 
 def finish(conn, settings, job_id: str, *, failed_code: str | None) -> None:
@@ -167,19 +167,20 @@ def finish(conn, settings, job_id: str, *, failed_code: str | None) -> None:
     from rq.registry import FailedJobRegistry, FinishedJobRegistry
     from rq.serializers import JSONSerializer
 
-    from snapasset import jobindex, keys
-    from snapasset.jobs import Status
+    from snapasset import jobindex, jobrecord, keys
+    from snapasset.jobrecord import Status
     job = Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
-    user_id = job.meta["userId"]
+    user_id = jobrecord.owner_of(job)
     job.started_at = job.ended_at = datetime.now(timezone.utc)
-    job.meta.update({"attempt": 1, "progress": 100})
+    jobrecord.start_attempt(job, settings.job_attempts)
+    jobrecord.record_progress(job, 100)
     if failed_code:
         status, registry = JobStatus.FAILED, FailedJobRegistry
-        job.meta["error"] = {"code": failed_code, "message": "The model is unavailable"}
+        jobrecord.record_failure(job, failed_code, "The model is unavailable")
     else:
         status, registry = JobStatus.FINISHED, FinishedJobRegistry
-        job.meta["result"] = {"success": True, "images": [
-            {"platformId": p, "url": f"/media/{user_id}/{job_id}/{p}.jpg"} for p in PLATFORMS]}
+        jobrecord.record_result(job, {"success": True, "images": [
+            {"platformId": p, "url": f"/media/{user_id}/{job_id}/{p}.jpg"} for p in PLATFORMS]})
     with conn.pipeline() as pipe:
         Queue(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
         job.set_status(status, pipeline=pipe)
