@@ -446,7 +446,7 @@ def _paths() -> dict:
         },
         "/api/admin/jobs/retry": {
             "post": {"tags": ["operators"], "operationId": "retryFailedJobs",
-                     "summary": "Queue failed jobs again, newest first, at most `limit`",
+                     "summary": "Queue failed jobs again, newest first, up to the limit",
                      "security": ADMIN_AUTH,
                      "requestBody": {"required": False,
                                      "content": {"application/json": {"schema": _ref("BulkRetryRequest")}}},
