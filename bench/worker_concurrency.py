@@ -3,8 +3,9 @@
     python bench/worker_concurrency.py [--jobs 64] [--latency 2] [--platforms instagram-post,twitter-post]
 
 Starts its own embedded Redis (nothing to install). The image model is a provider with a fixed
-latency that answers with the same picture every time (`bench.providers.fixed_latency`, loaded
-by the worker through SNAPASSET_PROVIDER=bench.providers:fixed_latency).
+latency that answers every job with a different photo-like 1536×1024 PNG of ~3 MB, as a model
+does (`bench.providers.fixed_latency`, loaded by the worker through
+SNAPASSET_PROVIDER=bench.providers:fixed_latency; the pictures are drawn before any timing).
 
 1. One worker started exactly as the Procfile's worker line starts it; once it is up, the jobs
    are submitted at once. Printed: makespan (submission → last job ended), effective
@@ -12,8 +13,10 @@ by the worker through SNAPASSET_PROVIDER=bench.providers:fixed_latency).
    its processes (and their PSS, which counts shared pages once, as the kernel does).
 2. The same jobs on a plain `rq worker` (RQ's CLI, the forking Worker), same run, same Redis.
 3. Render throughput, with an instant model: platform images per second through the worker,
-   against the number of cores; and the render pool alone with one task per job (decode
-   once) against one task per platform (what the worker ships: decoded once per process).
+   against the number of cores; and the render pool alone: what the worker ships (RenderPool:
+   one decode per job, its platforms spread over idle render processes through shared memory,
+   the whole job in one task while they are all busy) against the whole job in one task
+   (InlineRenderer in a pool process).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.providers import source_png  # noqa: E402
+from bench.providers import MAX_SIZE_ENV, PICTURES_ENV, SOURCE_SIZE, photo_pictures  # noqa: E402
 from snapasset.processes import stop_processes  # noqa: E402
 
 
@@ -49,6 +52,7 @@ class MemoryProbe(threading.Thread):
         self.root = psutil.Process(pid)
         self.peak_rss = self.peak_pss = 0
         self.peak_processes = 0
+        self.peak_main = 0          # the worker's own process (the job threads), apart from its children
         self._done = threading.Event()
 
     def run(self):
@@ -68,6 +72,10 @@ class MemoryProbe(threading.Thread):
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             self.peak_rss = max(self.peak_rss, rss)
+            try:
+                self.peak_main = max(self.peak_main, self.root.memory_info().rss)
+            except psutil.NoSuchProcess:
+                pass
             self.peak_pss = max(self.peak_pss, pss)
             self.peak_processes = max(self.peak_processes, len(procs))
             tick += 1
@@ -87,7 +95,7 @@ def procfile_worker_command() -> list[str]:
 class Stack:
     """An embedded Redis and the environment worker processes read their settings from."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, pictures: list[Path], size: tuple[int, int] = SOURCE_SIZE):
         from snapasset.config import Env
         from snapasset.connections import start_embedded_redis
         self.redis = start_embedded_redis(workdir / "redis")
@@ -100,7 +108,8 @@ class Stack:
         self.base_env.update({"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                               "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
                               Env.REDIS_URL: self.redis.url,
-                              Env.PROVIDER: "bench.providers:fixed_latency"})
+                              Env.PROVIDER: "bench.providers:fixed_latency",
+                              PICTURES_ENV: str(pictures[0].parent), MAX_SIZE_ENV: "x".join(map(str, size))})
 
     def env_for(self, queue: str, latency: float, **extra) -> dict:
         env = dict(self.base_env)
@@ -157,7 +166,7 @@ def run_jobs(stack: Stack, command: list[str], env: dict, count: int, platforms:
         probe.stop()
         stop_processes(proc, timeout=30)
         log.close()
-    return {"makespan": ended - submitted, "failed": failed, "peak_rss": probe.peak_rss,
+    return {"makespan": ended - submitted, "failed": failed, "peak_rss": probe.peak_rss, "peak_main": probe.peak_main,
             "peak_pss": probe.peak_pss, "processes": probe.peak_processes}
 
 
@@ -170,32 +179,43 @@ def report(name: str, result: dict, count: int, latency: float) -> None:
     print(f"  {name:<34} makespan {makespan:6.1f} s   effective concurrency "
           f"{count * latency / makespan:5.1f}   {count / makespan * 60:6.1f} jobs/min   "
           f"peak RSS {mb(result['peak_rss'])} (PSS {mb(result['peak_pss'])}, "
-          f"{result['processes']} processes)" + (f"   FAILED {result['failed']}" if result["failed"] else ""))
+          f"{result['processes']} processes; main process {mb(result['peak_main'])})" + (f"   FAILED {result['failed']}" if result["failed"] else ""))
 
 
 # --------------------------------------------------------------------------- render pool alone
 
-def _render_job(data: bytes, platform_ids: list[str], fmt: str) -> int:
-    from workers.rendering import InlineRenderer
+def _render(renderer, data: bytes, platform_ids: list[str]) -> int:
+    from snapasset import imaging
     from snapasset.platforms import get_platform
-    return len(list(InlineRenderer().render_each(data, [get_platform(p) for p in platform_ids], fmt)))
+    with renderer.render_each(data, imaging.probe(data), [get_platform(p) for p in platform_ids], "jpeg") as images:
+        return sum(1 for _ in images)
 
 
-def pool_throughput(processes: int, jobs: int, platform_ids: list[str], per_platform: bool) -> float:
-    data = source_png()
+def _render_job(data: bytes, platform_ids: list[str]) -> int:
+    """In a pool process: a whole job in one task (decode once, render every platform)."""
+    from workers.rendering import InlineRenderer
+    return _render(InlineRenderer(), data, platform_ids)
+
+
+def pool_throughput(processes: int, pictures: list[Path], platform_ids: list[str], shipped: bool) -> float:
+    """Images per second of the render processes alone, each job a different picture."""
+    from concurrent.futures import ThreadPoolExecutor
+    from workers.rendering import RenderPool
+    sources = [path.read_bytes() for path in pictures]
+    if shipped:
+        renderer = RenderPool(processes)
+        try:
+            _render(renderer, sources[0], platform_ids[:1])
+            with ThreadPoolExecutor(len(sources)) as threads:   # every job in flight, as in the worker
+                started = time.perf_counter()
+                images = sum(threads.map(lambda data: _render(renderer, data, platform_ids), sources))
+                return images / (time.perf_counter() - started)
+        finally:
+            renderer.close()
     with ProcessPoolExecutor(processes) as pool:
-        list(pool.map(_render_job, [data] * processes, [platform_ids[:1]] * processes, ["jpeg"] * processes))
+        list(pool.map(_render_job, sources[:processes], [platform_ids[:1]] * processes))
         started = time.perf_counter()
-        if per_platform:   # what the worker ships: a task per platform, the source decoded once per process
-            from snapasset.platforms import get_platform
-            from workers.rendering import _render_one
-            digests = [uuid.uuid4().bytes for _ in range(jobs)]   # each job a distinct source for the cache
-            tasks = [pool.submit(_render_one, digest, data, get_platform(p), "jpeg", "cover")
-                     for digest in digests for p in platform_ids]
-            return len([task.result() for task in tasks]) / (time.perf_counter() - started)
-        else:
-            tasks = [pool.submit(_render_job, data, platform_ids, "jpeg") for _ in range(jobs)]
-        images = sum(task.result() for task in tasks)
+        images = sum(pool.map(_render_job, sources, [platform_ids] * len(sources)))
         return images / (time.perf_counter() - started)
 
 
@@ -215,10 +235,10 @@ def main() -> None:
     from snapasset.platforms import PLATFORMS
     from workers.rendering import render_processes
     cores = render_processes(0)
-    source_png()
+    pictures = photo_pictures(max(args.jobs, args.render_jobs))
 
     with tempfile.TemporaryDirectory(prefix="snapasset-bench-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), pictures)
         try:
             procfile = procfile_worker_command()
             tuning = {stack.Env.WORKER_CONCURRENCY: str(args.concurrency)} if args.concurrency else {}
@@ -247,11 +267,12 @@ def main() -> None:
             print(f"  worker, {args.render_jobs} jobs × {len(all_platforms)} platforms: "
                   f"{images / instant['makespan']:.1f} images/s ({images / instant['makespan'] / cores:.1f} per core), "
                   f"peak RSS {mb(instant['peak_rss'])} (PSS {mb(instant['peak_pss'])})")
-            per_job = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=False)
-            per_platform = pool_throughput(cores, args.render_jobs, all_platforms, per_platform=True)
-            one = pool_throughput(1, max(4, args.render_jobs // 4), all_platforms, per_platform=False)
-            print(f"  render pool alone: one task per job (decode once) {per_job:.1f} images/s, "
-                  f"one task per platform (shipped: decode once per process) {per_platform:.1f} images/s; "
+            jobs = pictures[:args.render_jobs]
+            per_job = pool_throughput(cores, jobs, all_platforms, shipped=False)
+            shipped = pool_throughput(cores, jobs, all_platforms, shipped=True)
+            one = pool_throughput(1, jobs[:max(4, args.render_jobs // 4)], all_platforms, shipped=False)
+            print(f"  render pool alone: shipped (RenderPool, every job in flight) "
+                  f"{shipped:.1f} images/s, the whole job in one task {per_job:.1f} images/s; "
                   f"1 process {one:.1f} images/s → {per_job / one:.2f}× on {cores} cores")
 
         finally:

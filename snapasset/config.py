@@ -52,6 +52,7 @@ class Env:
     WORKER_CONCURRENCY = "SNAPASSET_WORKER_CONCURRENCY"
     RENDER_PROCESSES = "SNAPASSET_RENDER_PROCESSES"
     MAX_SOURCES = "SNAPASSET_MAX_SOURCES"
+    WORKER_MEMORY_MB = "SNAPASSET_WORKER_MEMORY_MB"
     SSE_HEARTBEAT = "SNAPASSET_SSE_HEARTBEAT"
     SECRET_KEY = "SNAPASSET_SECRET_KEY"
     METRICS_TOKEN = "SNAPASSET_METRICS_TOKEN"
@@ -165,6 +166,7 @@ class Settings:
     worker_concurrency: int = 64       # jobs in flight per worker process; sized for a 512 MB dyno (bench/worker_concurrency.py)
     render_processes: int = 0          # 0 → one per core
     max_sources: int = 3               # pictures asked of the model per job, one per shape family (SPEC §5)
+    worker_memory_mb: int = 0          # 0 → the container's memory limit, else 512 (workers/memory.py)
     sse_heartbeat: float = 15.0
     secret_key: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
@@ -230,6 +232,7 @@ class Settings:
             worker_concurrency=_int(env, Env.WORKER_CONCURRENCY, 64, 1),
             render_processes=_int(env, Env.RENDER_PROCESSES, 0),
             max_sources=_int(env, Env.MAX_SOURCES, 3, 1),
+            worker_memory_mb=_int(env, Env.WORKER_MEMORY_MB, 0),
             sse_heartbeat=_float(env, Env.SSE_HEARTBEAT, 15.0),
             secret_key=env.get(Env.SECRET_KEY) or None,
             metrics_token=env.get(Env.METRICS_TOKEN) or None,

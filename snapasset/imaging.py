@@ -27,7 +27,7 @@ from snapasset.platforms import Platform
 from snapasset.schema import FITS
 
 __all__ = [
-    "FORMATS", "MAX_PIXELS", "RenderedImage", "decode", "crop_box", "frame", "render",
+    "FORMATS", "MAX_PIXELS", "RenderedImage", "probe", "decode", "crop_box", "frame", "render",
     "contain_layout", "extension_canvas", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
 ]
 
@@ -125,6 +125,21 @@ def decode(data: bytes) -> Image.Image:
     img = _normalise_mode(img)
     img.info = {}  # EXIF, ICC (already applied), text chunks: none of it goes out again
     return img
+
+
+def probe(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """The (width, height) encoded image bytes say they have, read from the header alone (no
+    pixel is decoded). Raises InvalidImage for bytes that are not an image, or for more pixels
+    than ``max_pixels`` — what the source can legitimately send — before any memory is spent."""
+    try:
+        with Image.open(io.BytesIO(data), formats=_allowed_input_formats()) as img:
+            width, height = img.size
+    except _DECODE_ERRORS as exc:
+        raise InvalidImage(f"The image could not be decoded: {exc}") from exc
+    if width * height > max_pixels:
+        raise InvalidImage(f"The image is larger than its source can send ({width}×{height} pixels, "
+                           f"at most {max_pixels:,} expected)")
+    return width, height
 
 
 def _allowed_input_formats() -> list[str]:
@@ -425,9 +440,26 @@ def blurhash_for(img: Image.Image) -> str:
 PREVIEW_SIDE = 384   # the page shows the live preview 320-480 px wide; larger costs stream bytes
 
 
-def preview_data_url(data: bytes, *, max_side: int = PREVIEW_SIDE) -> str:
-    """A small JPEG ``data:`` URL of encoded image bytes, for SSE ``preview`` fields."""
-    img = decode(data)
+def preview_data_url(data: bytes, *, max_side: int = PREVIEW_SIDE, max_pixels: int = MAX_PIXELS) -> str:
+    """A small JPEG ``data:`` URL of encoded image bytes, for SSE ``preview`` fields.
+
+    Decoded small: the header is checked against ``max_pixels`` first, a JPEG is decoded at a
+    fraction of its size (draft), and any other format is box-reduced as soon as it is loaded,
+    so a large partial image never stays in memory at full size."""
+    probe(data, max_pixels=max_pixels)
+    try:
+        img = Image.open(io.BytesIO(data), formats=_allowed_input_formats())
+        img.draft("RGB", (max_side, max_side))
+        img.load()
+    except _DECODE_ERRORS as exc:
+        raise InvalidImage(f"The image could not be decoded: {exc}") from exc
+    if img.mode in ("P", "PA", "1"):    # palette images have no box reduce of their own
+        img = img.convert("RGBA")
+    factor = max(1, min(img.size) // max_side // 2)
+    small = img.reduce(factor) if factor > 1 else img
+    small.info = img.info    # the reduced copy keeps the EXIF orientation and ICC profile to apply
+    ImageOps.exif_transpose(small, in_place=True)
+    img = _normalise_mode(_to_srgb(small))
     img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
     if img.mode != "RGB":
         img = _flatten(img)

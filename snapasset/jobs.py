@@ -252,10 +252,9 @@ class JobService:
                     pipe.watch(active_key, *watch)
                     if check is not None:
                         check()
-                    members = [m.decode() for m in pipe.smembers(active_key)]
-                    statuses = rqcompat.stored_statuses(self.conn, members)
-                    live = [m for m, st in zip(members, statuses) if st in _LIVE_RQ and m != job_id]
-                    stale = [m for m, st in zip(members, statuses) if st not in _LIVE_RQ]
+                    members = rqcompat.member_statuses(pipe, active_key)
+                    live = [m for m, st in members if st in _LIVE_RQ and m != job_id]
+                    stale = [m for m, st in members if st not in _LIVE_RQ]
                     if enforce_limit and len(live) >= self.settings.max_active_jobs:
                         raise JobLimitExceeded(
                             f"You already have {len(live)} unfinished jobs; the limit is "

@@ -26,7 +26,7 @@ from rq.utils import now, parse_composite_key, utcparse
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-__all__ = ["stored_status", "stored_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
+__all__ = ["stored_status", "stored_statuses", "member_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
            "CompatWorker", "registered_worker_keys", "worker_executions_key", "execution_job_id", "WORKER_KEY_PREFIX"]
 
@@ -68,6 +68,27 @@ def run_seconds(conn: redis.Redis, job_ids: Iterable[str]) -> list[float]:
         stamps = pipe.execute()
     return [(utcparse(ended.decode()) - utcparse(started.decode())).total_seconds()
             for started, ended in stamps if started and ended]
+
+
+_MEMBER_STATUSES = """
+local found = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  table.insert(found, member)
+  table.insert(found, redis.call('HGET', ARGV[1] .. member, ARGV[2]) or false)
+end
+return found
+"""
+
+
+def member_statuses(conn, set_key: str) -> list[tuple[str, str | None]]:
+    """The job ids in the set `set_key`, each with its stored_status, in one round trip (a script:
+    SMEMBERS, then each job hash's status field). `conn` may be a pipeline in WATCH mode: the
+    read is one command, so it runs at once and the WATCH still covers the set.
+
+    Relies on: the job hash key being Job.key_for(id) (a fixed prefix plus the id)."""
+    replies = conn.eval(_MEMBER_STATUSES, 1, set_key, Job.key_for(""), _STATUS_FIELD)
+    return [(member.decode(), status.decode() if status else None)
+            for member, status in zip(replies[::2], replies[1::2])]
 
 
 def save_meta(job: Job, pipeline) -> None:

@@ -5,7 +5,10 @@ They sit at the edge of the system (where the image model would be) and fail in 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from PIL import Image
 
 from snapasset.errors import ContentPolicyViolation, ProviderError
 from snapasset.providers.local import LocalProvider
@@ -25,6 +28,19 @@ class FailingFirstAttempt(LocalProvider):
             marker.touch()
             raise ProviderError("The model is overloaded, try again")
         return super().generate(request, on_partial=on_partial)
+
+
+class Oversized(LocalProvider):
+    """Says it sends at most 1536×1024, then sends a 6000×6000 picture (36 MP: small on the wire,
+    ~144 MB once decoded) — a model gone wrong, or a decompression bomb."""
+    max_pixels = 1536 * 1024
+
+    def generate(self, request, *, on_partial=None):
+        generated = super().generate(request)
+        buffer = io.BytesIO()
+        Image.new("RGB", (6000, 6000), (40, 90, 160)).save(buffer, "PNG")
+        generated.data = buffer.getvalue()
+        return generated
 
 
 class Refusing(LocalProvider):
@@ -49,3 +65,7 @@ class Failing(LocalProvider):
 
 def failing(settings):
     return Failing()
+
+
+def oversized(settings):
+    return Oversized()

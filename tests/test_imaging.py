@@ -20,7 +20,8 @@ from workers.rendering import InlineRenderer
 
 def render_all(data, platforms, fmt):
     """Every platform's image through the worker's inline render path."""
-    return list(InlineRenderer().render_each(data, platforms, fmt))
+    with InlineRenderer().render_each(data, imaging.probe(data), platforms, fmt) as images:
+        return list(images)
 
 
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}

@@ -159,6 +159,16 @@ def test_content_policy_refusal_is_not_retried(client, auth, worker_process, red
     assert last["error"]["code"] == "CONTENT_POLICY_VIOLATION"
 
 
+def test_a_picture_larger_than_the_model_may_send_is_refused_unread(client, auth, worker_process):
+    """Checked by its header against the provider's largest size: never decoded, not retried."""
+    created = create(client, auth, ["instagram-post", "twitter-post"])
+    worker_process({"SNAPASSET_PROVIDER": "tests.fake_providers:oversized"})
+    job, _ = watch(client, auth, created["jobId"])
+    assert job["status"] == "failed" and job["attemptsMade"] == 1
+    assert job["error"]["code"] == "INVALID_IMAGE"
+    assert "6000×6000" in job["error"]["message"] and "1,572,864" in job["error"]["message"]
+
+
 def test_storage_failure_leaves_nothing_behind(client, auth, settings, worker_process, user):
     """The second platform's file cannot be written: every attempt fails, and no orphan file or row stays."""
     from workers.pipeline import generation_id_for

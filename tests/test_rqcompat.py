@@ -55,6 +55,18 @@ def test_run_seconds_reads_when_a_job_started_and_ended(queue, redis_handle):
         (ran.ended_at - ran.started_at).total_seconds()]
 
 
+def test_member_statuses_reads_each_member_job_hash_in_one_script(queue, redis_handle):
+    conn = redis_handle.client
+    job = enqueue(queue, add, 1, 2)
+    set_key = f"compat-active-{uuid.uuid4().hex[:8]}"
+    conn.sadd(set_key, job.id, "gone")
+    assert sorted(rqcompat.member_statuses(conn, set_key)) == sorted([("gone", None), (job.id, JobStatus.QUEUED.value)])
+    with conn.pipeline() as pipe:          # in WATCH mode, as the job service calls it
+        pipe.watch(set_key)
+        assert len(rqcompat.member_statuses(pipe, set_key)) == 2
+    conn.delete(set_key)
+
+
 def test_save_meta_on_a_pipeline_is_what_fetch_reads_back(queue, redis_handle):
     job = enqueue(queue, add, 1, 2, meta={"userId": "u"})
     job.meta["progress"] = 40

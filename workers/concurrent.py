@@ -45,7 +45,7 @@ from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
-from snapasset import jobrecord, keys
+from snapasset import imaging, jobrecord, keys
 from snapasset.config import Settings
 from snapasset.jobs import JOB_FUNCTION
 from snapasset.rqcompat import CompatWorker, fetch_dequeued_job, heartbeat_all, mark_stopped, requeue_at_front
@@ -54,7 +54,8 @@ from snapasset.metrics import Outcome
 from workers.bootstrap import WorkerContext, bootstrap
 from workers.control import (Checkpointed, ControlDeathPenalty, InterruptibleProvider, JobControl, Reason,
                              bind_control)
-from workers.rendering import RenderPool, render_processes
+from workers.memory import MemoryBudget, memory_limit_mb, picture_budget, return_freed_memory
+from workers.rendering import RenderPool, decoded_bytes_of, render_processes
 from workers.terminal_events import TerminalEventsMixin, build_worker
 
 __all__ = ["ConcurrentWorker", "RoutineAtDebug", "make_concurrent", "run_concurrent_worker"]
@@ -83,7 +84,8 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
 
     def __init__(self, queues, *, concurrency: int = 16, shutdown_grace: float = 20.0,
                  interrupt_grace: float = 5.0, heartbeat_grace: int = 60, poll_interval: float = 0.5,
-                 maintenance_interval: int = 60, wakeup_key: str | None = None, **kwargs):
+                 maintenance_interval: int = 60, wakeup_key: str | None = None,
+                 budget: MemoryBudget | None = None, **kwargs):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         super().__init__(queues, maintenance_interval=maintenance_interval, **kwargs)
@@ -96,6 +98,7 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         self.poll_interval = poll_interval
         self.wakeup_key = wakeup_key             # the list enqueues push to (None: block on the first queue)
         self._slots = threading.BoundedSemaphore(concurrency)
+        self.budget = budget                     # no new job while the pictures held fill it
         self._running: dict[str, Running] = {}
         self._changed = threading.Condition()    # guards _running; notified when a job ends
         self._shutdown_started: float | None = None
@@ -138,6 +141,8 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
                     break
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()
+                if self.budget is not None and not self.budget.wait_for_room(timeout=1):
+                    continue
                 if not self._slots.acquire(timeout=1):
                     continue
                 result = self._dequeue(burst)
@@ -457,9 +462,16 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
 
 
 def make_concurrent(ctx: WorkerContext) -> RenderPool:
-    """Make a worker context fit for many jobs in threads: a render process pool, and ports
-    whose producing calls are checkpoints where a stopped or timed-out job stops."""
-    pool = RenderPool(render_processes(ctx.settings.render_processes))
+    """Make a worker context fit for many jobs in threads: a render process pool whose pictures
+    stay within the worker's memory budget, and ports whose producing calls are checkpoints where
+    a stopped or timed-out job stops."""
+    return_freed_memory()
+    processes = render_processes(ctx.settings.render_processes)
+    pool = RenderPool(processes)
+    memory_mb = memory_limit_mb(ctx.settings.worker_memory_mb)
+    largest = decoded_bytes_of(getattr(ctx.provider, "max_pixels", imaging.MAX_PIXELS))
+    pool.budget = MemoryBudget(picture_budget(memory_mb, processes, largest))
+    log.info("Pictures held at once: up to %d MB (of %d MB for the worker)", pool.budget.limit // 2**20, memory_mb)
     ctx.renderer = pool
     ctx.provider = InterruptibleProvider(ctx.provider)
     ctx.storage = Checkpointed(ctx.storage, frozenset({"put"}))
@@ -491,7 +503,8 @@ def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = Fal
     try:
         options.setdefault("job_monitoring_interval", ctx.settings.worker_heartbeat)
         options.setdefault("wakeup_key", keys.lane_wakeup(ctx.settings.queue_name))
-        worker = build_worker(ctx, ConcurrentWorker, concurrency=ctx.settings.worker_concurrency, **options)
+        worker = build_worker(ctx, ConcurrentWorker, concurrency=ctx.settings.worker_concurrency,
+                              budget=pool.budget, **options)
         worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
     finally:
         pool.close()

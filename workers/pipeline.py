@@ -9,6 +9,7 @@ time go to the shared job metrics (snapasset.metrics) in the same round trips.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -82,6 +83,8 @@ class Generation:
         self._progress = 0
         self._durations: list[tuple[str, float]] = []   # sent with the next progress write
         self._render_seconds = 0.0
+        # the most pixels the model can legitimately send; a larger picture is refused by its header
+        self._max_pixels = getattr(ctx.provider, "max_pixels", imaging.MAX_PIXELS)
 
     # -- reporting -------------------------------------------------------------
     def report(self, progress: int, stage: str, message: str | None = None, **extra) -> None:
@@ -140,16 +143,27 @@ class Generation:
         # one picture per shape family (SPEC §5): 1 to SNAPASSET_MAX_SOURCES model calls
         plans = framing.plan_sources(self.platforms, provider.choose_size, self.ctx.settings.max_sources)
         self.report(10, Stage.GENERATING, f"Generating image with {provider.model}...")
-        model_started = time.perf_counter()
-        sources = [self._generate(plan, index, len(plans)) for index, plan in enumerate(plans)]
-        self._durations.append((Duration.MODEL, time.perf_counter() - model_started))
-        self.report(30, Stage.GENERATING, "Image generated successfully")
+        # each picture goes to the renderer as soon as it arrives, which holds it within the
+        # worker's memory budget (or on disk) until its platforms are rendered
+        model_seconds = 0.0
+        with contextlib.ExitStack() as held:
+            sources: list[GeneratedImage] = []
+            renders: dict[str, Iterator[RenderedImage]] = {}
+            extensions: list[GeneratedImage] = []
+            for index, plan in enumerate(plans):
+                started = time.perf_counter()
+                sources.append(self._generate(plan, index, len(plans)))
+                model_seconds += time.perf_counter() - started
+                started = time.perf_counter()   # fit=extend: the model's edits count as rendering
+                extensions += self._render_plan(plan, sources[-1], renders, held)
+                self._render_seconds += time.perf_counter() - started
+            self._durations.append((Duration.MODEL, model_seconds))
+            self.report(30, Stage.GENERATING, "Image generated successfully")
+            self.report(30, Stage.DOWNLOADING, "Downloading image...")
+            return self._store(plans, sources, extensions, renders)
 
-        self.report(30, Stage.DOWNLOADING, "Downloading image...")
-        render_started = time.perf_counter()
-        renders, extensions = self._renders(plans, sources)   # fit=extend: the model's edits count here
-        self._render_seconds += time.perf_counter() - render_started
-
+    def _store(self, plans: list[framing.SourcePlan], sources: list[GeneratedImage],
+               extensions: list[GeneratedImage], renders: dict[str, Iterator[RenderedImage]]) -> dict:
         self.report(40, Stage.SAVING, "Saving to database...")
         first = sources[0]
         record = GenerationRecord(
@@ -204,29 +218,31 @@ class Generation:
         previews = iter([low + (high - low) * step / 5 for step in range(1, 5)])
 
         def on_partial(data: bytes) -> None:
-            self.report(next(previews, high - 1), Stage.GENERATING, preview=imaging.preview_data_url(data))
+            self.report(next(previews, high - 1), Stage.GENERATING,
+                        preview=imaging.preview_data_url(data, max_pixels=self._max_pixels))
 
         return self.ctx.provider.generate(self._request(plan.size), on_partial=on_partial)
 
-    def _renders(self, plans: list[framing.SourcePlan],
-                 sources: list[GeneratedImage]) -> tuple[dict[str, Iterator[RenderedImage]], list[GeneratedImage]]:
-        """Each platform's render (an iterator shared by the platforms of one picture, so the
-        render pool works on all of them while the first ones upload), and the pictures the
-        model painted for ``fit=extend``."""
+    def _render_plan(self, plan: framing.SourcePlan, source: GeneratedImage,
+                     renders: dict[str, Iterator[RenderedImage]], held: contextlib.ExitStack) -> list[GeneratedImage]:
+        """Hand one picture to the renderer for its plan's platforms (an iterator shared by them,
+        so the render pool works on all of them while the first ones upload); answers the pictures
+        the model painted for ``fit=extend``, each rendered for its own platform."""
         fit = self.options.get("fit", "cover")
-        renders: dict[str, Iterator[RenderedImage]] = {}
-        extensions: list[GeneratedImage] = []
-        for plan, source in zip(plans, sources):
-            painted = self._extend(plan, source) if fit == "extend" and can_extend(self.ctx.provider) else {}
-            extensions += painted.values()
-            for platform_id, picture in painted.items():
-                renders[platform_id] = self.ctx.renderer.render_each(
-                    picture.data, [get_platform(platform_id)], self.format, "cover")
-            rest = [p for p in plan.platforms if p.id not in painted]
-            shared = self.ctx.renderer.render_each(source.data, rest, self.format,
-                                                   "contain" if fit == "extend" else fit)
+        painted = self._extend(plan, source) if fit == "extend" and can_extend(self.ctx.provider) else {}
+        for platform_id, picture in painted.items():
+            renders[platform_id] = held.enter_context(self._render_each(picture, [get_platform(platform_id)], "cover"))
+        rest = [p for p in plan.platforms if p.id not in painted]
+        if rest:
+            shared = held.enter_context(self._render_each(source, rest, "contain" if fit == "extend" else fit))
             renders.update((platform.id, shared) for platform in rest)
-        return renders, extensions
+        return list(painted.values())
+
+    def _render_each(self, picture: GeneratedImage, platforms: list[Platform], fit: str):
+        """The renderer's context for one picture, checked by its header first. The renderer gets
+        the only reference to the picture's bytes: it may keep them out of memory."""
+        size = imaging.probe(picture.data, max_pixels=self._max_pixels)
+        return self.ctx.renderer.render_each(_take_picture(picture), size, platforms, self.format, fit)
 
     def _extend(self, plan: framing.SourcePlan, source: GeneratedImage) -> dict[str, GeneratedImage]:
         """``fit=extend``: the model paints the frame around the picture, one edit per platform
@@ -280,6 +296,11 @@ def total_usage(usages: list[dict | None]) -> dict | None:
             else:
                 total.setdefault(key, value)
     return total
+
+
+def _take_picture(generated: GeneratedImage) -> bytes:
+    picture, generated.data = generated.data, b""
+    return picture
 
 
 def stretch_next_retry(job: Job, seconds: float) -> None:

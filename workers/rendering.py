@@ -1,27 +1,34 @@
 """Where a job's Pillow work runs: in the job's own thread, or in a pool of processes.
 
 Rendering is CPU-bound Python (Pillow releases the GIL for part of it only), so a worker
-that keeps dozens of jobs in flight in threads sends it to one process per core. Each
-platform is its own task, submitted together, handed back in order: the job reports and
-uploads each image as it is ready (progress moves per platform, a cancel can land between
-two), and one job's platforms spread over all cores. The source is still decoded once per
-render process and job (a small cache keyed by the bytes' digest), not once per platform;
-bench/worker_concurrency.py measures this against one InlineRenderer task per job.
+that keeps dozens of jobs in flight in threads sends it to one process per core, and decodes
+each job's picture once (and analyses it once: framing.analyse). When every render process is busy (or there is only one), the whole
+job is one task: decode, then each platform from the decoded picture. When some process is
+idle, the decoding task puts the pixels in shared memory and each platform is a task of its
+own reading them, so one job's platforms spread over all cores. The job thread reports and
+uploads each image in order (progress moves per platform), and a stopped job stops waiting
+at once, between any two steps.
+
+Memory: the picture's header is checked before anything is decoded (pipeline), its bytes
+and decoded pixels are counted against the worker's MemoryBudget (workers/memory.py) for as
+long as the job holds them, and a picture that finds no room waits in a temporary file, not
+in memory. Render processes keep nothing between tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.shared_memory import SharedMemory
+from typing import ContextManager
 
 from PIL import Image
 
@@ -29,18 +36,29 @@ from snapasset import framing, imaging
 from snapasset.imaging import RenderedImage
 from snapasset.platforms import Platform
 from workers.control import current_control
+from workers.memory import MemoryBudget
 
-__all__ = ["Renderer", "InlineRenderer", "RenderPool", "render_processes"]
+__all__ = ["Renderer", "InlineRenderer", "RenderPool", "render_processes", "decoded_bytes_of"]
 
 log = logging.getLogger(__name__)
+
+_BYTES_PER_PIXEL = 4      # at most: decoded pixels are RGB, or RGBA when the picture has transparency
+_STRIP_ROWS = 256         # decoded pixels are copied into shared memory this many rows at a time
+
+
+def decoded_bytes_of(pixels: int) -> int:
+    """Memory the decoded pixels of a picture of this many pixels take (at most)."""
+    return pixels * _BYTES_PER_PIXEL
 
 
 class Renderer:
     """The port the pipeline renders through."""
 
-    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str,
-                    fit: str = "cover") -> Iterator[RenderedImage]:
-        """One rendered image per platform, in their order, each as soon as it is ready."""
+    def render_each(self, data: bytes, size: tuple[int, int], platforms: Sequence[Platform],
+                    fmt: str, fit: str = "cover") -> ContextManager[Iterator[RenderedImage]]:
+        """A context holding the picture (`data`, whose header said `size`) while its images are
+        rendered; it yields one rendered image per platform, in their order, each as soon as it is
+        ready. The caller passes its only reference to `data`: the renderer may let go of it."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -50,28 +68,52 @@ class Renderer:
 class InlineRenderer(Renderer):
     """Renders in the calling thread (the forking worker, in-process test runs, the CLI)."""
 
-    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str,
-                    fit: str = "cover") -> Iterator[RenderedImage]:
+    @contextlib.contextmanager
+    def render_each(self, data, size, platforms, fmt, fit="cover"):
         source = imaging.decode(data)           # now: a bad image fails the job here, not later
         analysis = framing.analyse(source)
-        return (imaging.render(source, platform, fmt, analysis=analysis, fit=fit) for platform in platforms)
+        yield (imaging.render(source, platform, fmt, analysis=analysis, fit=fit) for platform in platforms)
 
 
-_SOURCES: OrderedDict[bytes, tuple[Image.Image, framing.Analysis]] = OrderedDict()
-_SOURCES_KEPT = 4
+def _decode_and_render(data: bytes, name: str | None, platforms: Sequence[Platform], fmt: str, fit: str
+                       ) -> tuple[str, tuple[int, int], framing.Analysis, list[RenderedImage]]:
+    """In a render process: decode the picture, put its pixels in the shared memory block `name`
+    (when other processes render the rest of the job's platforms), and render `platforms` from
+    the decoded picture itself. Answers the pixels' mode (RGB or RGBA), size and analysis, and
+    the rendered images."""
+    source = imaging.decode(data)
+    analysis = framing.analyse(source)
+    if name is not None:
+        _share(source, name)
+    return (source.mode, source.size, analysis,
+            [imaging.render(source, p, fmt, analysis=analysis, fit=fit) for p in platforms])
 
 
-def _render_one(digest: bytes, data: bytes, platform: Platform, fmt: str, fit: str) -> RenderedImage:
-    """In a render process: the job's source is decoded (and analysed) by the first of its
-    platforms to reach this process, and kept for the next few."""
-    if digest in _SOURCES:
-        _SOURCES.move_to_end(digest)
-    else:
-        source = imaging.decode(data)
-        _SOURCES[digest] = (source, framing.analyse(source))
-        while len(_SOURCES) > _SOURCES_KEPT:
-            _SOURCES.popitem(last=False)
-    source, analysis = _SOURCES[digest]
+def _share(source: Image.Image, name: str) -> None:
+    width, height = source.size
+    row = width * Image.getmodebands(source.mode)
+    block = SharedMemory(name)
+    try:
+        if row * height > block.size:
+            raise imaging.InvalidImage("The image has more pixels than its header said")
+        for top in range(0, height, _STRIP_ROWS):
+            strip = source.crop((0, top, width, min(top + _STRIP_ROWS, height))).tobytes()
+            block.buf[top * row:top * row + len(strip)] = strip
+    finally:
+        block.close()
+
+
+def _render_shared(name: str, mode: str, size: tuple[int, int], analysis: framing.Analysis,
+                   platform: Platform, fmt: str, fit: str) -> RenderedImage:
+    """In a render process: one platform's image from the decoded pixels in shared memory. The
+    pixels are copied out first (Pillow resizes its own RGB layout faster than a mapped RGBX one,
+    and the copy lives only as long as this task)."""
+    block = SharedMemory(name)
+    try:
+        with block.buf[:size[0] * size[1] * Image.getmodebands(mode)] as pixels:
+            source = Image.frombytes(mode, size, pixels)
+    finally:
+        block.close()
     return imaging.render(source, platform, fmt, analysis=analysis, fit=fit)
 
 
@@ -113,18 +155,20 @@ def _ready() -> int:
 
 class RenderPool(Renderer):
     """Renders in a pool of processes; the job's thread waits on its JobControl, so a stopped or
-    timed-out job does not wait for its renders to finish."""
+    timed-out job does not wait for its renders to finish. Pictures held are bounded by `budget`."""
 
-    def __init__(self, processes: int):
+    def __init__(self, processes: int, budget: MemoryBudget | None = None):
         self.processes = processes
+        self.budget = budget or MemoryBudget(2**63)
         self._lock = threading.Lock()
+        self._pending = 0        # tasks submitted and not yet finished, across all jobs
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         # the forkserver imports Pillow once; every render process is forked from it (no fork of
         # this multi-threaded process, and the imported pages are shared)
-        context.set_forkserver_preload(["snapasset.imaging", "snapasset.framing"])
+        context.set_forkserver_preload(["snapasset.imaging"])
         with _stop_signals_ignored():
             pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_ignore_stop_signals)
             # start every process now: memory is taken at boot, and a SIGTERM later finds them ignoring it
@@ -133,42 +177,160 @@ class RenderPool(Renderer):
                 future.result()
         return pool
 
-    def render_each(self, data: bytes, platforms: Sequence[Platform], fmt: str,
-                    fit: str = "cover") -> Iterator[RenderedImage]:
-        digest = hashlib.blake2b(data, digest_size=16).digest()
-        return self._collect(digest, data, list(platforms), fmt, fit, self._submit(digest, data, platforms, fmt, fit))
+    def render_each(self, data, size, platforms, fmt, fit="cover"):
+        return _SharedRendering(self, data, size, list(platforms), fmt, fit)
 
-    def _collect(self, digest: bytes, data: bytes, platforms: list[Platform], fmt: str, fit: str,
-                 futures: list[Future]) -> Iterator[RenderedImage]:
-        try:
-            for index in range(len(platforms)):
-                try:
-                    yield self._wait(futures[index])
-                except BrokenProcessPool:
-                    # a render process died (e.g. killed for memory): a new pool, and once more
-                    self._replace(self._pool)
-                    futures[index:] = self._submit(digest, data, platforms[index:], fmt, fit)
-                    yield self._wait(futures[index])
-        finally:
-            for future in futures:   # an abandoned job's renders that have not started never run
-                future.cancel()
-
-    def _submit(self, digest: bytes, data: bytes, platforms: Sequence[Platform], fmt: str,
-                fit: str) -> list[Future]:
+    def submit_each(self, fn: Callable, calls: Sequence[tuple]) -> tuple[ProcessPoolExecutor, list[Future]]:
+        """fn(*args) in the render processes for each args in calls; answers the pool they went to."""
         pool = self._pool
-        return [pool.submit(_render_one, digest, data, platform, fmt, fit) for platform in platforms]
+        futures = [pool.submit(fn, *args) for args in calls]
+        with self._lock:
+            self._pending += len(futures)
+        for future in futures:
+            future.add_done_callback(self._task_ended)
+        return pool, futures
 
-    @staticmethod
-    def _wait(future: Future) -> RenderedImage:
-        control = current_control()
-        return control.wait(future) if control is not None else future.result()
+    def _task_ended(self, _future: Future) -> None:
+        with self._lock:
+            self._pending -= 1
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
+    @property
+    def busy(self) -> bool:
+        """Every render process has work waiting: spreading a job's platforms would buy no time."""
+        return self._pending >= self.processes
+
+    def replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._pool is broken:
                 log.warning("a render process died; starting a new render pool")
-                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def wait(future: Future):
+    """future.result(), abandoned when the running job is stopped or passes its deadline."""
+    control = current_control()
+    return control.wait(future) if control is not None else future.result()
+
+
+class _SharedRendering:
+    """One job's picture in the render pool (RenderPool.render_each). On entering, the picture is
+    granted its bytes in the budget and its decoding starts, or, when the budget has no room, it
+    waits in a temporary file rather than in memory. The images: once granted, the picture is
+    decoded once, and its platforms rendered by the decoding task or from shared memory (see the
+    module docstring). On exit, renders not started are cancelled, and the shared pixels and the
+    budget are given back once no render process reads them any more."""
+
+    def __init__(self, renderer: RenderPool, data: bytes, size: tuple[int, int], platforms: list[Platform],
+                 fmt: str, fit: str):
+        self.renderer, self.platforms, self.fmt, self.fit = renderer, platforms, fmt, fit
+        self._data: bytes | None = data
+        self._pixels = decoded_bytes_of(size[0] * size[1])
+        # how many platforms the decoding process renders from what it decoded: all of them when
+        # there is no idle render process to spread them over (one process, or every one busy:
+        # the whole job in one task, the cheapest way); else none, and every platform is a task
+        # of its own reading the shared pixels, so one job's platforms render on every core
+        self._own = len(platforms) if renderer.processes == 1 or renderer.busy else 0
+        self._held = len(data) + self._pixels
+        self._grant: Future | None = None
+        self._spilled = None
+        self._block: SharedMemory | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._decoding: Future | None = None
+        self._decoded = None
+        self._futures: list[Future] = []
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Iterator[RenderedImage]:
+        try:
+            self._grant = self.renderer.budget.reserve(self._held)
+            if self._grant.done():
+                self._decode()
+            else:
+                self._spilled = tempfile.TemporaryFile(prefix="snapasset-picture-")
+                self._spilled.write(self._data)
+                self._data = None
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self._images()
+
+    def _decode(self) -> None:
+        if self._block is None and len(self.platforms) > self._own:
+            self._block = SharedMemory(create=True, size=max(1, self._pixels))
+        name = self._block.name if self._block is not None else None
+        self._pool, (self._decoding,) = self.renderer.submit_each(
+            _decode_and_render, [(self._data, name, self.platforms[:self._own], self.fmt, self.fit)])
+
+    def _submit(self, platforms: Sequence[Platform]) -> list[Future]:
+        mode, size, analysis = self._decoded
+        self._pool, futures = self.renderer.submit_each(
+            _render_shared, [(self._block.name, mode, size, analysis, platform, self.fmt, self.fit)
+                             for platform in platforms])
+        return futures
+
+    def _images(self) -> Iterator[RenderedImage]:
+        if self._decoding is None:           # it waited on disk: its turn, then back in memory
+            wait(self._grant)
+            self._spilled.seek(0)
+            self._data = self._spilled.read()
+            self._spilled.close()
+            self._spilled = None
+            self._decode()
+        try:
+            *self._decoded, own = wait(self._decoding)
+        except BrokenProcessPool:            # a render process died (e.g. killed for memory): once more
+            self.renderer.replace(self._pool)
+            self._decode()
+            *self._decoded, own = wait(self._decoding)
+        encoded, self._data = len(self._data), None        # decoded: the bytes are not needed again
+        self._held -= encoded
+        self.renderer.budget.release(encoded)
+        rest = self.platforms[self._own:]
+        self._futures = self._submit(rest) if rest else []
+        yield from own
+        for index in range(len(rest)):
+            try:
+                yield wait(self._futures[index])
+            except BrokenProcessPool:
+                # a new pool, and once more; the decoded pixels are still in shared memory
+                self.renderer.replace(self._pool)
+                self._futures[index:] = self._submit(rest[index:])
+                yield wait(self._futures[index])
+
+    def __exit__(self, *exc_info) -> None:
+        if self._spilled is not None:
+            self._spilled.close()
+        if self._grant is not None and not self._grant.done():
+            self.renderer.budget.abandon(self._grant, self._held)
+            self._grant = None
+        started = [self._decoding, *self._futures] if self._decoding else self._futures
+        for future in started:            # an abandoned job's renders that have not started never run
+            future.cancel()
+        running = [future for future in started if not future.done()]
+        with self._lock:
+            self._pending = len(running)
+        for future in running:            # a render still reading the pixels: free them after it
+            future.add_done_callback(self._render_ended)
+        if not running:
+            self._free()
+
+    def _render_ended(self, _future: Future) -> None:
+        with self._lock:
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self._free()
+
+    def _free(self) -> None:
+        if self._block is not None:
+            self._block.close()
+            self._block.unlink()
+            self._block = None
+        if self._grant is not None:
+            self.renderer.budget.release(self._held)
+            self._grant = None

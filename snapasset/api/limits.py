@@ -38,6 +38,7 @@ from flask import current_app, g, jsonify, request
 from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse
+from limits.storage import RedisStorage
 
 from snapasset.api.common import caller_identity
 from snapasset.config import Env, Settings
@@ -172,11 +173,28 @@ def describe(item: RateLimitItem) -> str:
     return f"{item.amount} per {_window(item)}"
 
 
-def _headline(limits: list[RequestLimit]) -> tuple[RequestLimit, tuple[float, int]] | None:
+def _windows(limits: list[RequestLimit], conn: redis.Redis) -> list[tuple[float, int]]:
+    """Each limit's fixed window as (reset, remaining), read from the limiter's Redis (`conn`) in
+    one round trip (`RequestLimit.window` costs two per limit, four on a create). Same arithmetic
+    as `limits`' FixedWindowRateLimiter.get_window_stats; the in-memory fallback is asked directly."""
+    storage = limits[0].limiter.storage if limits else None
+    if not isinstance(storage, RedisStorage):
+        return [limit.window for limit in limits]
+    with conn.pipeline(transaction=False) as pipe:
+        for limit in limits:
+            key = storage.prefixed_key(limit.key)
+            pipe.get(key)
+            pipe.ttl(key)
+        replies = pipe.execute()
+    now = time.time()
+    return [(max(ttl, 0) + now, max(0, limit.limit.amount - int(count or 0)))
+            for limit, count, ttl in zip(limits, replies[::2], replies[1::2])]
+
+
+def _headline(limits: list[RequestLimit], conn: redis.Redis) -> tuple[RequestLimit, tuple[float, int]] | None:
     """The limit to show: a breached one, else the one with the fewest requests left."""
     shown = None
-    for limit in limits:
-        window = limit.window
+    for limit, window in zip(limits, _windows(limits, conn)):
         if limit.breached:
             return limit, window
         if shown is None or window[1] < shown[1][1]:
@@ -186,15 +204,17 @@ def _headline(limits: list[RequestLimit]) -> tuple[RequestLimit, tuple[float, in
 
 def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
     """Attach Flask-Limiter (storage: the Redis at redis_url) and the SnapAsset headers and 429s."""
+    # a bounded pool: however many requests arrive at once, the limiter holds at most
+    # STORAGE_CONNECTIONS connections per process (a request waits STORAGE_TIMEOUT for one)
+    pool = redis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=STORAGE_CONNECTIONS, timeout=STORAGE_TIMEOUT,
+        socket_timeout=STORAGE_TIMEOUT, socket_connect_timeout=STORAGE_TIMEOUT)
+    headers_conn = redis.Redis(connection_pool=pool)     # the limits' windows, read for the headers
     limiter = Limiter(
         rate_limit_key,
         application_limits=[settings.rate_limit],
         storage_uri=storage_uri(redis_url),
-        # a bounded pool: however many requests arrive at once, the limiter holds at most
-        # STORAGE_CONNECTIONS connections per process (a request waits STORAGE_TIMEOUT for one)
-        storage_options={"connection_pool": redis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=STORAGE_CONNECTIONS, timeout=STORAGE_TIMEOUT,
-            socket_timeout=STORAGE_TIMEOUT, socket_connect_timeout=STORAGE_TIMEOUT)},
+        storage_options={"connection_pool": pool},
         strategy="fixed-window",
         headers_enabled=False,            # ours below: on errors too, Retry-After only on 429
         in_memory_fallback_enabled=True,
@@ -225,7 +245,7 @@ def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
     @app.after_request
     def add_rate_limit_headers(response):
         try:
-            shown = _headline(list(limiter.current_limits) + g.get(_QUOTA_LIMITS, []))
+            shown = _headline(list(limiter.current_limits) + g.get(_QUOTA_LIMITS, []), headers_conn)
         except Exception:   # storage gone between the check and now: the answer goes out without them
             log.warning("rate-limit headers skipped: limiter storage unreachable")
             return response

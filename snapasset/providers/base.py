@@ -40,6 +40,9 @@ class GeneratedImage:
 class ImageProvider(Protocol):
     name: str
     model: str
+    # The most pixels a picture from this provider can legitimately have; a larger one is refused
+    # from its header, before any decoding. A provider without it is held to imaging.MAX_PIXELS.
+    max_pixels: int
 
     def choose_size(self, platforms: Sequence[Platform]) -> tuple[int, int]:
         """The (width, height) to ask the model for, losing least when cropped to every platform."""

@@ -155,6 +155,7 @@ class LocalProvider:
 
     name = "local"
     model = "snapasset-local-1"
+    max_pixels = 1536 * 1536     # the largest picture choose_size asks for (a 1536 long side)
 
     def __init__(self, *, latency: float = 0.0, partial_images: int = 3):
         if latency < 0:

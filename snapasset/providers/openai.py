@@ -52,6 +52,7 @@ FLEX_LONG_SIDE = 1536
 FLEX_MIN_PIXELS = 655_360
 FLEX_MAX_PIXELS = 2560 * 1440
 FLEX_MAX_SIDE = 3840
+FLEX_API_MAX_PIXELS = 3840 * 2160   # the most a custom size may have: what a picture is checked against
 FLEX_MIN_RATIO, FLEX_MAX_RATIO = 1 / 3, 3.0
 
 QUALITIES = frozenset({"low", "medium", "high", "auto"})
@@ -146,6 +147,13 @@ class OpenAIProvider:
         self._partial_images = partial_images
         self._client = client
         self._client_lock = threading.Lock()
+
+    @property
+    def max_pixels(self) -> int:
+        """The largest picture this model can legitimately return (checked before decoding)."""
+        if self._spec.flexible_size:
+            return FLEX_API_MAX_PIXELS
+        return max(width * height for width, height in STANDARD_SIZES)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIProvider(model={self.model!r}, base_url={self._base_url!r})"

@@ -1,0 +1,150 @@
+"""The worker's render pool: one decode per job shared by its platforms, pictures held within a
+memory budget (waiting on disk beyond it), nothing left behind. Real render processes."""
+
+import base64
+import io
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from snapasset import imaging
+from snapasset.platforms import get_platform
+from tests.conftest import wait_for
+from workers.memory import MemoryBudget
+from workers.rendering import InlineRenderer, RenderPool, decoded_bytes_of
+
+PLATFORMS = [get_platform(p) for p in ("instagram-post", "instagram-story", "twitter-post")]
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def picture(seed: int, size=(900, 600)) -> bytes:
+    """A photo-like PNG: grain over a subject, different for every seed."""
+    grain = Image.merge("RGB", [Image.effect_noise(size, 30 + seed) for _ in range(3)])
+    ImageDraw.Draw(grain).ellipse((100 + 40 * seed, 150, 400 + 40 * seed, 450), fill=(200, 60, 40))
+    buffer = io.BytesIO()
+    grain.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def shared_blocks() -> set[str]:
+    """Python's shared memory blocks (psm_*) on this machine."""
+    return {p.name for p in SHARED_MEMORY.glob("psm_*")}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    renderer = RenderPool(2)
+    yield renderer
+    renderer.close()
+
+
+def render(renderer, data: bytes, platforms=PLATFORMS) -> list:
+    with renderer.render_each(data, imaging.probe(data), platforms, "jpeg") as images:
+        return list(images)
+
+
+def test_the_pool_renders_what_the_job_thread_would(pool):
+    data = picture(1)
+    before = shared_blocks()
+    shipped = render(pool, data)
+    inline = render(InlineRenderer(), data)
+    assert [(r.platform_id, r.width, r.height) for r in shipped] == \
+        [(p.id, p.width, p.height) for p in PLATFORMS]
+    assert [r.data for r in shipped] == [r.data for r in inline]          # same pixels, same bytes
+    assert [r.blurhash for r in shipped] == [r.blurhash for r in inline]
+    assert pool.budget.held == 0
+    assert shared_blocks() <= before                                      # the decoded pixels are gone
+
+
+def test_one_render_process_renders_the_whole_job_in_one_task_without_shared_memory():
+    data = picture(3)
+    before = shared_blocks()
+    renderer = RenderPool(1)
+    try:
+        with renderer.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
+            first = next(images)
+            assert shared_blocks() <= before                 # nothing to share with another process
+            shipped = [first, *images]
+    finally:
+        renderer.close()
+    assert [r.data for r in shipped] == [r.data for r in render(InlineRenderer(), data)]
+
+
+def test_pictures_beyond_the_budget_wait_their_turn_and_all_render():
+    pictures = [picture(seed) for seed in range(4)]
+    one = len(pictures[0]) + decoded_bytes_of(900 * 600)
+    renderer = RenderPool(2, MemoryBudget(int(one * 1.5)))     # room for one picture at a time
+    peak = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.002):
+            peak.append(renderer.budget.held)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = [None] * len(pictures)
+
+        def job(index):
+            results[index] = render(renderer, pictures[index])
+
+        threads = [threading.Thread(target=job, args=(i,)) for i in range(len(pictures))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        stop.set()
+        watcher.join()
+        renderer.close()
+    assert all(result is not None and len(result) == len(PLATFORMS) for result in results)
+    assert len({result[0].data for result in results}) == len(pictures)   # each job its own picture
+    assert max(peak) <= int(one * 1.5)
+    assert renderer.budget.held == 0
+
+
+def test_a_stopped_job_gives_back_its_place(pool):
+    """A job abandoned before its images are taken (stopped, failed) frees pixels and budget."""
+    before = shared_blocks()
+    data = picture(2)
+    with pool.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
+        next(images)
+    # a render still running finishes on its own, then frees what it read
+    wait_for(lambda: pool.budget.held == 0 and shared_blocks() <= before, timeout=30)
+
+
+def test_the_budget_grants_in_turn_and_a_lone_large_picture_still_runs():
+    budget = MemoryBudget(100)
+    first, second, third = budget.reserve(60), budget.reserve(60), budget.reserve(10)
+    assert first.done() and not second.done()
+    assert not third.done()                       # first come, first served: no overtaking
+    budget.release(60)
+    assert second.done() and third.done() and budget.held == 70
+    budget.release(70)
+    huge = budget.reserve(500)                    # larger than the budget: alone, it is granted
+    assert huge.done()
+    waiting = budget.reserve(1)
+    budget.abandon(waiting, 1)                    # its job stopped while waiting
+    budget.release(500)
+    assert budget.held == 0
+
+
+def test_a_picture_is_checked_by_its_header_before_decoding():
+    buffer = io.BytesIO()
+    Image.new("RGB", (5000, 5000)).save(buffer, "PNG")
+    with pytest.raises(imaging.InvalidImage, match="5000×5000"):
+        imaging.probe(buffer.getvalue(), max_pixels=4_000_000)
+    assert imaging.probe(buffer.getvalue()) == (5000, 5000)
+    with pytest.raises(imaging.InvalidImage):
+        imaging.preview_data_url(buffer.getvalue(), max_pixels=4_000_000)
+
+
+def test_a_large_preview_comes_out_small():
+    buffer = io.BytesIO()
+    Image.new("RGB", (6000, 4000), (10, 120, 200)).save(buffer, "JPEG")   # 24 MP, decoded at 1/8 (draft)
+    url = imaging.preview_data_url(buffer.getvalue())
+    preview = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert preview.size == (96, 64) and preview.format == "JPEG"
