@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY_MB = 512            # a Heroku standard-1X / basic dyno
 # What a render process needs beyond the pictures counted in the budget: its own copy of the
 # largest picture's pixels while it renders, the shared ones it copies them from (mapped, so
-# counted in its RSS too), and the resized output and encoder buffers.
+# counted in its RSS too), and the resized output, the framing analysis and encoder buffers.
 RENDER_COPIES = 2
-RENDER_HEADROOM_MB = 16
+RENDER_HEADROOM_MB = 32
 MIN_BUDGET_MB = 64                 # below this, one large picture at a time: it still runs
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8      # glibc's mallopt parameters
 _MMAP_THRESHOLD = 1 << 20                     # blocks of 1 MB and more are mapped, and unmapped when freed
