@@ -147,4 +147,4 @@ def test_a_large_preview_comes_out_small():
     Image.new("RGB", (6000, 4000), (10, 120, 200)).save(buffer, "JPEG")   # 24 MP, decoded at 1/8 (draft)
     url = imaging.preview_data_url(buffer.getvalue())
     preview = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    assert preview.size == (96, 64) and preview.format == "JPEG"
+    assert preview.size == (imaging.PREVIEW_SIDE, imaging.PREVIEW_SIDE * 2 // 3) and preview.format == "JPEG"
