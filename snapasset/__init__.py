@@ -16,7 +16,7 @@ def create_app(settings=None, *, redis=None):
 
     from snapasset import errors
     from snapasset.api import limits, register_blueprints
-    from snapasset.api.common import EXTENSION, Services
+    from snapasset.api.common import EXTENSION, Services, StrictJSONProvider
     from snapasset.auth import Authenticator
     from snapasset.config import Settings
     from snapasset.connections import open_redis
@@ -28,6 +28,7 @@ def create_app(settings=None, *, redis=None):
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.json = StrictJSONProvider(app)
     app.json.sort_keys = False
     jobs = JobService(redis.client, settings)
     app.extensions[EXTENSION] = Services(

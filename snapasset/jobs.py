@@ -21,6 +21,7 @@ Two invariants are kept with Redis transactions (WATCH/MULTI/EXEC) rather than l
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import time
@@ -42,8 +43,9 @@ from snapasset.estimates import Estimate, estimate
 from snapasset.jobrecord import Status, api_status, status_of
 from snapasset.schema import JobRequest, Priority
 
-__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_FUNCTION", "open_queue", "open_lanes", "lane_name",
-           "wake_workers", "open_webhook_queue", "JOB_SLOT_RETRY_AFTER", "sources_of", "with_status"]
+__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_ID_PATTERN", "JOB_FUNCTION", "open_queue",
+           "open_lanes", "lane_name", "wake_workers", "open_webhook_queue", "JOB_SLOT_RETRY_AFTER", "sources_of",
+           "with_status"]
 
 JOB_FUNCTION = "workers.pipeline.run_generation"
 IDEMPOTENCY_TTL = 24 * 3600
@@ -56,6 +58,9 @@ _LIVE_RQ = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.
 _ALPHABET = string.ascii_lowercase + string.digits
 WAKEUP_TOKENS_KEPT = 64    # more than the idle workers a deployment runs: each token wakes one
 WAKEUP_TTL = 3600
+# SPEC §6's job id. Anything else names no job: it is answered 404 before any lookup (RQ refuses
+# ids outside [A-Za-z0-9_-] with a ValueError, and a key built from `*` or NUL is nobody's business).
+JOB_ID_PATTERN = re.compile(r"gen-[0-9]{1,12}-[a-z0-9]{10,40}", re.ASCII)
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -131,6 +136,8 @@ class JobService:
     # -- reading -----------------------------------------------------------------
     def fetch(self, job_id: str, user_id: str | None) -> Job:
         """The job, if it exists and (when user_id is given) belongs to that user; else JobNotFound."""
+        if not JOB_ID_PATTERN.fullmatch(job_id):
+            raise JobNotFound()
         try:
             job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
         except NoSuchJobError:
