@@ -124,6 +124,7 @@ def settings_env(settings: Settings) -> dict:
         Env.LOCAL_LATENCY: str(settings.local_latency), Env.RATE_LIMIT: settings.rate_limit,
         Env.JOB_RATE_LIMIT: settings.job_rate_limit, Env.MAX_ACTIVE_JOBS: str(settings.max_active_jobs),
         Env.SSE_HEARTBEAT: str(settings.sse_heartbeat), Env.MAX_SOURCES: str(settings.max_sources),
+        Env.WORKER_HEARTBEAT: str(settings.worker_heartbeat),
         "PYTHONUNBUFFERED": "1",
     })
     return env

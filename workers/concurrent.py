@@ -489,9 +489,13 @@ def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = Fal
     ctx = bootstrap(settings)
     pool = make_concurrent(ctx)
     try:
-        options.setdefault("job_monitoring_interval", ctx.settings.worker_heartbeat)
-        options.setdefault("wakeup_key", keys.lane_wakeup(ctx.settings.queue_name))
-        worker = build_worker(ctx, ConcurrentWorker, concurrency=ctx.settings.worker_concurrency, **options)
+        settings = ctx.settings
+        # heartbeats every worker_heartbeat seconds; each job it runs counts as alive for
+        # worker_liveness after the last one (lost-job recovery)
+        options.setdefault("job_monitoring_interval", settings.worker_heartbeat)
+        options.setdefault("heartbeat_grace", settings.worker_liveness - settings.worker_heartbeat)
+        options.setdefault("wakeup_key", keys.lane_wakeup(settings.queue_name))
+        worker = build_worker(ctx, ConcurrentWorker, concurrency=settings.worker_concurrency, **options)
         worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
     finally:
         pool.close()
