@@ -19,12 +19,14 @@ def create_app(settings=None, *, redis=None):
     from snapasset.api.common import EXTENSION, Services, StrictJSONProvider
     from snapasset.auth import Authenticator
     from snapasset.config import Settings
-    from snapasset.connections import open_redis
+    from snapasset.connections import open_redis, warn_if_not_persistent
     from snapasset.jobs import JobService
     from snapasset.queueadmin import QueueAdmin
 
     settings = settings or Settings.from_env()
     redis = redis or open_redis(settings.redis_url, settings.data_dir)
+    if settings.production:
+        warn_if_not_persistent(redis.client)
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024

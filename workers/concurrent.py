@@ -47,6 +47,7 @@ from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
 from snapasset import jobrecord, keys
 from snapasset.config import Settings
+from snapasset.connections import warn_if_not_persistent
 from snapasset.jobs import JOB_FUNCTION
 from snapasset.rqcompat import CompatWorker, fetch_dequeued_job, heartbeat_all, mark_stopped, requeue_at_front
 from snapasset.live_workers import CONCURRENCY_FIELD, HEARTBEAT_INTERVAL_FIELD
@@ -487,6 +488,8 @@ def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = Fal
     for name in ("rq.worker", "rq.scheduler"):
         logging.getLogger(name).addFilter(RoutineAtDebug())
     ctx = bootstrap(settings)
+    if ctx.settings.production:
+        warn_if_not_persistent(ctx.redis.client)
     pool = make_concurrent(ctx)
     try:
         settings = ctx.settings
