@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
+import time
 from collections import deque
 
 import pytest
@@ -128,6 +130,45 @@ def test_an_unreachable_receiver_makes_deliver_raise():
     with pytest.raises(WebhookDeliveryError):
         deliver(f"http://127.0.0.1:{port}/", completed_event(), secret=SECRET, msg_id="m", allow_private=True,
                 timeout=2)
+
+
+class DripFeeder:
+    """A receiver that reads the POST, then sends its answer one byte every `pace` seconds, for
+    as long as the client listens: every single read is quick, the answer never ends."""
+
+    def __init__(self, pace: float = 0.2):
+        self.pace = pace
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.server.accept()
+        with connection:
+            connection.recv(65536)
+            answer = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 10_000
+            try:
+                for index in range(len(answer)):
+                    connection.sendall(answer[index:index + 1])
+                    time.sleep(self.pace)
+            except OSError:   # the client hung up: what we expect
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(5)
+
+
+def test_a_receiver_that_drip_feeds_its_answer_is_cut_off_at_the_deadline():
+    receiver = DripFeeder()
+    started = time.monotonic()
+    try:
+        with pytest.raises(WebhookDeliveryError, match="did not answer within 1s"):
+            deliver(receiver.url, completed_event(), secret=SECRET, msg_id="m", allow_private=True, timeout=1)
+    finally:
+        receiver.close()
+    assert time.monotonic() - started < 3
 
 
 # -- refusing private targets --------------------------------------------------------------
