@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["PREFIX", "job_events", "user_events", "user_jobs", "job_cancel", "idempotency",
            "user_active_jobs", "stream_hub_wakeup", "job_outcomes", "job_durations", "user_status_jobs",
            "queue_jobs", "queue_status_jobs", "queue_error_jobs", "lane_wakeup",
-           "user_create_turn"]
+           "user_create_turn", "lost_job_recovery"]
 
 PREFIX = "snapasset"
 
@@ -59,6 +59,11 @@ def user_active_jobs(user_id: str) -> str:
 def user_create_turn(deployment: str, user_id: str) -> str:
     """Lock that lets one job creation of a user at a time test, admit and count (snapasset.limits)."""
     return f"{PREFIX}:{deployment}:user:{user_id}:create-turn"
+
+
+def lost_job_recovery(queue_name: str) -> str:
+    """Lock: the one worker recovering the lost jobs of a queue right now (workers/concurrent.py)."""
+    return f"{PREFIX}:{queue_name}:lost-job-recovery"
 
 
 def stream_hub_wakeup(hub_id: str) -> str:
