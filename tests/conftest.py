@@ -26,6 +26,53 @@ from workers.terminal_events import TerminalEventsMixin, build_worker
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
+# Every process this test run starts carries this variable (settings_env keeps it), so that the
+# end of the run can find any left behind, wherever it was reparented to.
+SESSION_MARK = "PYTEST_SNAPASSET_SESSION"
+LEFTOVER_GRACE = 10.0   # seconds for processes being stopped as the run ends to finish going
+
+
+def pytest_sessionstart(session):
+    os.environ[SESSION_MARK] = uuid.uuid4().hex
+
+
+def _left_behind() -> list:
+    import psutil
+
+    mark, me = os.environ.get(SESSION_MARK), os.getpid()
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        if process.pid == me or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if process.environ().get(SESSION_MARK) == mark:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run leaves no process behind: Redis servers, web and worker processes, and their
+    render processes, forkserver, resource tracker and scheduler included. Any still there after
+    LEFTOVER_GRACE seconds fails the run (and is killed, so that the machine stays clean)."""
+    import psutil
+
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    while (leftovers := _left_behind()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not leftovers:
+        return
+    report = session.config.pluginmanager.get_plugin("terminalreporter")
+    for process in leftovers:
+        try:
+            line = f"left behind: pid {process.pid} {' '.join(process.cmdline())[:200]}"
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+        if report is not None:
+            report.write_line(line, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

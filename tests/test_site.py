@@ -61,7 +61,7 @@ def test_ready_turns_503_soon_after_the_last_worker_dies(make_app, worker_proces
 
 
 def test_ready_is_not_fooled_by_a_registration_restored_from_the_append_only_file(
-        make_app, worker_process, redis_server):
+        make_app, redis_server, worker_process):
     server = redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", "")
     handle = RedisHandle(client=redis_lib.Redis.from_url(server.url), url=server.url)
     client = make_app(redis=handle, redis_url=server.url, worker_heartbeat=1).test_client()

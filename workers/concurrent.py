@@ -55,6 +55,7 @@ from snapasset.metrics import Outcome
 from workers.bootstrap import WorkerContext, bootstrap
 from workers.control import (Checkpointed, ControlDeathPenalty, InterruptibleProvider, JobControl, Reason,
                              bind_control)
+from workers.lifeline import forked_children_die_with_this_process
 from workers.rendering import RenderPool, render_processes
 from workers.terminal_events import TerminalEventsMixin, build_worker
 
@@ -63,6 +64,7 @@ __all__ = ["ConcurrentWorker", "RoutineAtDebug", "make_concurrent", "run_concurr
 log = logging.getLogger(__name__)
 
 REQUEUED_LOG = "The worker shut down during this attempt; the job was queued again"
+OUTAGE_REQUEUED_LOG = "Redis was unreachable when this attempt ended; the job was queued again"
 DELAYED_POLL = 0.25   # seconds an idle worker waits between looks at the lanes while retries are due
 DELIVERY_SLOTS = 4          # webhook deliveries in flight per worker, besides the generations
 OUTAGE_PROBE_MAX = 5.0      # seconds between two pings of a Redis that is away, at most
@@ -193,7 +195,11 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             finally:
                 self._beats_stop.set()
                 beats.join(timeout=5)
-                self.teardown()
+                try:
+                    self.teardown()
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    self.log.warning("Worker %s: Redis unreachable at exit; its registration expires "
+                                     "by itself", self.name)
         return bool(started)
 
     def _work_once(self, burst: bool) -> int | None:
@@ -370,12 +376,14 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             unfinalised, self._unfinalised = self._unfinalised, []
         for running in unfinalised:
             try:
-                if running.job.get_status(refresh=True) not in (JobStatus.FINISHED, JobStatus.FAILED,
-                                                                 JobStatus.STOPPED, JobStatus.CANCELED):
-                    self._requeue(running.job, running.queue, running.execution)
-            except NoSuchJobError:   # Redis came back without it: put it back whole
-                self._requeue(running.job, running.queue, running.execution)
+                ended = running.job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED,
+                                                                  JobStatus.STOPPED, JobStatus.CANCELED)
+            except NoSuchJobError:   # Redis came back without it (no persistence): put it back whole
+                ended = False
+            if not ended:
+                self._requeue(running.job, running.queue, running.execution, note=OUTAGE_REQUEUED_LOG)
         self._outage.up(requeued=len(unfinalised))
+        self.run_maintenance_tasks()   # among others, restarts RQ's scheduler, which died of the outage
 
     def _register_again(self) -> None:
         with self.connection.pipeline() as pipe:
@@ -439,16 +447,17 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         running = self._running.get(job.id)
         return running is not None and running.abandoned
 
-    def _requeue(self, job: Job, queue: Queue, execution: Execution | None) -> None:
-        """Put an interrupted job back at the front of its queue: not a failure, not an attempt."""
-        jobrecord.undo_attempt(job, REQUEUED_LOG)
+    def _requeue(self, job: Job, queue: Queue, execution: Execution | None, *, note: str = REQUEUED_LOG) -> None:
+        """Put an interrupted job back at the front of its queue: not a failure, not an attempt;
+        `note` is the line its log gets."""
+        jobrecord.undo_attempt(job, note)
         job.started_at = job.ended_at = None
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             requeue_at_front(queue, job, pipe)
             pipe.execute()
         self._record(job, None)
-        self.log.info("Worker %s: job %s interrupted by shutdown, queued again", self.name, job.id)
+        self.log.info("Worker %s: job %s queued again: %s", self.name, job.id, note)
 
     # -- commands (stop one job, not the worker) ---------------------------------------------
     def handle_payload(self, message):
@@ -570,6 +579,8 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         if not self.connection.set(lock, self.name, nx=True, ex=max(1, self.job_monitoring_interval)):
             return
         self.log.info("Worker %s: recovering %d lost job(s) of queue %s", self.name, len(abandoned), queue.name)
+        for job in abandoned:
+            _retry_at_once(job)
         queue.started_job_registry.cleanup(exception_handlers=self.exception_handlers)
         for job in abandoned:
             self._report_lost(job)
@@ -600,6 +611,18 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             self.log.exception("Worker %s: could not report lost job %s", self.name, job.id)
 
 
+def _retry_at_once(job: Job) -> None:
+    """A lost job's next attempt (if it has one) starts now, not after the retry backoff: its
+    worker died, the job did not fail. (A backoff would also need RQ's scheduler, whose lock the
+    dead worker may hold for another minute.) RQ reads retry_intervals[len - retries_left]."""
+    if not job.retries_left or not job.retry_intervals:
+        return
+    intervals = list(job.retry_intervals)
+    intervals[max(len(intervals) - job.retries_left, 0)] = 0
+    job.retry_intervals = intervals
+    job.save(include_meta=False)
+
+
 def make_concurrent(ctx: WorkerContext) -> RenderPool:
     """Make a worker context fit for many jobs in threads: a render process pool, and ports
     whose producing calls are checkpoints where a stopped or timed-out job stops."""
@@ -628,6 +651,7 @@ class RoutineAtDebug(logging.Filter):
 
 def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = False, **options) -> None:
     """`snapasset worker`: bootstrap, start the render pool, then work with RQ's scheduler."""
+    forked_children_die_with_this_process()   # RQ's scheduler, before it is forked
     for name in ("rq.worker", "rq.scheduler"):
         logging.getLogger(name).addFilter(RoutineAtDebug())
     ctx = bootstrap(settings)
