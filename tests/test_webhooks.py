@@ -304,3 +304,26 @@ def test_enqueue_webhook_retries_with_backoff_and_never_fails_the_caller(redis_h
         for registry in (queue.scheduled_job_registry, queue.failed_job_registry, queue.finished_job_registry):
             for job_id in registry.get_job_ids():
                 registry.remove(job_id, delete_job=True)
+
+
+def test_a_backlog_of_generations_never_holds_up_a_delivery(receiver, settings, redis_handle, worker_process,
+                                                             tmp_path):
+    """One generation slot, four long generations queued: the webhook enqueued after them is
+    delivered while they wait, on the worker's delivery slots (SNAPASSET_WORKER_CONCURRENCY=1)."""
+    from snapasset.config import Env
+    from snapasset.jobs import JobService, open_queue, open_webhook_queue
+    from snapasset.schema import parse_job_request
+    from tests.conftest import wait_for
+    from workers.webhooks import enqueue_webhook
+
+    conn = redis_handle.client
+    service = JobService(conn, settings.replace(max_active_jobs=10))
+    request = parse_job_request({"prompt": "A lighthouse on a rocky coast at dusk", "platforms": ["og-image"]})
+    for _ in range(4):
+        service.create("backlogged-user", request)
+    worker_process({Env.WORKER_CONCURRENCY: "1", Env.LOCAL_LATENCY: "3", Env.WEBHOOK_SECRET: SECRET,
+                    Env.WEBHOOK_ALLOW_PRIVATE: "true"})
+    wait_for(lambda: open_queue(conn, settings).count == 3, timeout=60, interval=0.1)   # one running
+    enqueue_webhook(open_webhook_queue(conn, settings), receiver.url, completed_event(), "msg_fair")
+    wait_for(lambda: receiver.requests, timeout=10, interval=0.1)
+    assert open_queue(conn, settings).count >= 2, "delivered only once the generations had run"
