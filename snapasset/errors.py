@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 
 from werkzeug.exceptions import HTTPException
 
+from snapasset.redaction import clean_message
+
 __all__ = [
     "APIError", "ErrorCode", "DomainError", "JobNotFound", "JobNotRetryable", "JobNotCancellable",
     "JobLimitExceeded", "IdempotencyConflict", "JobFailure", "ContentPolicyViolation", "ProviderError",
@@ -215,8 +217,6 @@ class JobFailure(Exception):
     retryable = True
 
     def __init__(self, message: str, *, retryable: bool | None = None, retry_after: float | None = None):
-        from snapasset.redaction import clean_message
-
         message = clean_message(message)
         super().__init__(message)
         self.message = message
