@@ -67,6 +67,7 @@ EXEMPT_PREFIXES = ("/media/", "/api/sse/")
 _QUOTA_LIMITS = "snapasset_quota_limits"
 CREATE_TURN_TTL = 10       # a turn whose holder died frees itself this soon (seconds)
 CREATE_TURN_WAIT = 10      # how long a create waits for the user's earlier ones (seconds)
+CREATE_TURN_POLL = 0.01    # a turn lasts milliseconds: look that often whether it is ours
 
 
 class Header:
@@ -137,7 +138,8 @@ class JobQuota:
     @contextmanager
     def admission(self) -> Iterator[None]:
         turn = self.limits.redis.lock(keys.user_create_turn(self.limits.key_prefix, self.user_id),
-                                      timeout=CREATE_TURN_TTL, blocking_timeout=CREATE_TURN_WAIT)
+                                      timeout=CREATE_TURN_TTL, blocking_timeout=CREATE_TURN_WAIT,
+                                      sleep=CREATE_TURN_POLL)
         if not turn.acquire():
             raise APIError(503, ErrorCode.SERVICE_UNAVAILABLE,
                            "Too many job requests of yours are in progress; try again shortly",
