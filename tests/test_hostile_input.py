@@ -12,7 +12,7 @@ from rq import Queue
 from snapasset.jobs import open_queue
 from tests.conftest import InProcessWorker
 from tests.test_validation import GOOD, assert_error
-from workers.worker import build_worker
+from workers.terminal_events import build_worker
 
 
 @pytest.fixture

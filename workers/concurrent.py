@@ -49,7 +49,8 @@ from snapasset import jobrecord, keys, webhooks
 from snapasset.config import Settings
 from snapasset.connections import warn_if_not_persistent
 from snapasset.jobs import JOB_FUNCTION
-from snapasset.rqcompat import CompatWorker, fetch_dequeued_job, heartbeat_all, mark_stopped, requeue_at_front
+from snapasset.rqcompat import (CompatWorker, fetch_dequeued_job, heartbeat_all, is_registered, mark_stopped,
+                                register_again, requeue_at_front)
 from snapasset.live_workers import CONCURRENCY_FIELD, HEARTBEAT_INTERVAL_FIELD
 from snapasset.metrics import Outcome
 from workers.bootstrap import WorkerContext, bootstrap
@@ -370,8 +371,8 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         self._beat()   # first of all: our running jobs are alive, before anyone looks for lost ones
         # every worker was cut off as long as this one: give them two heartbeats to say so too
         self._recovery_paused_until = time.monotonic() + 2 * max(1, self.job_monitoring_interval)
-        if not self.connection.sismember(worker_registration.WORKERS_BY_QUEUE_KEY % self.queues[0].name, self.key):
-            self._register_again()   # Redis came back empty (no persistence) or forgot us
+        if not is_registered(self):
+            register_again(self)   # Redis came back empty (no persistence) or forgot us
         with self._changed:
             unfinalised, self._unfinalised = self._unfinalised, []
         for running in unfinalised:
@@ -385,21 +386,13 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         self._outage.up(requeued=len(unfinalised))
         self.run_maintenance_tasks()   # among others, restarts RQ's scheduler, which died of the outage
 
-    def _register_again(self) -> None:
-        with self.connection.pipeline() as pipe:
-            pipe.hset(self.key, mapping=self.serialize())
-            worker_registration.register(self, pipe)
-            pipe.expire(self.key, self.worker_ttl + 60)
-            pipe.execute()
-
-    def _pubsub_exception_handler(self, exc, pubsub, pubsub_thread) -> None:
-        """RQ's handler for the command channel logs every 2 s while Redis is away; here the
-        outage is logged once (redis-py resubscribes by itself once Redis is back)."""
-        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-            self._outage.down(exc)
-            time.sleep(2.0)
-            return
-        super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+    def command_channel_failed(self, exc: Exception) -> bool:
+        """RQ's handler logs every 2 s while Redis is away; here the outage is logged once."""
+        if not isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            return False
+        self._outage.down(exc)
+        time.sleep(2.0)
+        return True
 
     # -- heartbeats ----------------------------------------------------------------------
     def _heartbeats(self) -> None:
