@@ -18,6 +18,7 @@ from snapasset import keys
 from snapasset.config import Env
 from snapasset.connections import NOT_PERSISTENT
 from snapasset.jobs import JobService
+from snapasset.liveness import live_workers
 from snapasset.schema import parse_job_request
 from tests.conftest import running_web, wait_for
 from tests.stubs.webhook_receiver import WebhookReceiver
@@ -154,9 +155,14 @@ def test_stats_and_metrics_never_recover_lost_jobs_themselves(client, settings, 
 
 
 # -- a Redis that goes away ---------------------------------------------------------------------
+@pytest.mark.parametrize("persistence", [("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
+                                         ("--appendonly", "no", "--save", "")], ids=["aof", "none"])
 def test_the_worker_outlives_a_redis_outage_and_finishes_what_it_had(settings, redis_server, worker_process,
-                                                                       tmp_path):
-    server = redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+                                                                       tmp_path, persistence):
+    """Redis stopped for 10 s under a running worker and a job in flight. With an append-only
+    file Redis comes back with everything; without one it comes back empty, and the worker
+    registers again and puts the job it was running back whole."""
+    server = redis_server(*persistence)
     settings = settings.replace(redis_url=server.url)
     conn = redis_lib.Redis.from_url(server.url)
     worker = worker_process({Env.REDIS_URL: server.url, Env.LOCAL_LATENCY: "3", **FAST_BEATS})
@@ -170,6 +176,7 @@ def test_the_worker_outlives_a_redis_outage_and_finishes_what_it_had(settings, r
     server.start()
 
     wait_for(lambda: _status(conn, in_flight) == "finished", timeout=60, interval=0.2)
+    assert live_workers(conn, settings) == 1
     after = _create(settings, conn)
     wait_for(lambda: _status(conn, after) == "finished", timeout=60, interval=0.2)
     assert worker.poll() is None

@@ -35,7 +35,7 @@ from datetime import timedelta
 import redis.exceptions
 from rq import worker_registration
 from rq.command import handle_command, parse_payload
-from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -50,7 +50,7 @@ from snapasset.config import Settings
 from snapasset.connections import warn_if_not_persistent
 from snapasset.jobs import JOB_FUNCTION
 from snapasset.rqcompat import (CompatWorker, fetch_dequeued_job, heartbeat_all, is_registered, mark_stopped,
-                                register_again, requeue_at_front)
+                                register_again, requeue_at_front, stored_status)
 from snapasset.live_workers import CONCURRENCY_FIELD, HEARTBEAT_INTERVAL_FIELD
 from snapasset.metrics import Outcome
 from workers.bootstrap import WorkerContext, bootstrap
@@ -69,6 +69,8 @@ OUTAGE_REQUEUED_LOG = "Redis was unreachable when this attempt ended; the job wa
 DELAYED_POLL = 0.25   # seconds an idle worker waits between looks at the lanes while retries are due
 DELIVERY_SLOTS = 4          # webhook deliveries in flight per worker, besides the generations
 OUTAGE_PROBE_MAX = 5.0      # seconds between two pings of a Redis that is away, at most
+ENDED_RQ_STATUSES = {status.value for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED,
+                                                 JobStatus.CANCELED)}
 
 
 class RedisOutage:
@@ -376,12 +378,8 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         with self._changed:
             unfinalised, self._unfinalised = self._unfinalised, []
         for running in unfinalised:
-            try:
-                ended = running.job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED,
-                                                                  JobStatus.STOPPED, JobStatus.CANCELED)
-            except NoSuchJobError:   # Redis came back without it (no persistence): put it back whole
-                ended = False
-            if not ended:
+            # None: Redis came back without it (no persistence); it is put back whole
+            if stored_status(self.connection, running.job.id) not in ENDED_RQ_STATUSES:
                 self._requeue(running.job, running.queue, running.execution, note=OUTAGE_REQUEUED_LOG)
         self._outage.up(requeued=len(unfinalised))
         self.run_maintenance_tasks()   # among others, restarts RQ's scheduler, which died of the outage
