@@ -7,7 +7,8 @@
   Python reprs (`<_io.BytesIO object at 0x7f…>`), on one line, and short.
 * `install_log_redaction()` makes every log record of the process pass through `redact`,
   whichever logger or handler it goes to (RQ sets up handlers of its own; gunicorn too): the
-  message is formatted once when the record is made, and so is its traceback.
+  message is formatted when the record is made, and replaced when it held a secret; so is its
+  traceback.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def install_log_redaction() -> None:
             message = record.getMessage()
         except Exception:   # a malformed call; logging reports it when a handler formats it
             return record
-        record.msg, record.args = redact(message), ()
+        cleaned = redact(message)
+        if cleaned != message:   # otherwise the template stays, for filters that match on it
+            record.msg, record.args = cleaned, ()
         if record.exc_info and record.exc_info[0] is not None:
             record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
         return record
