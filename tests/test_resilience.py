@@ -18,7 +18,7 @@ from snapasset import keys
 from snapasset.config import Env
 from snapasset.connections import NOT_PERSISTENT
 from snapasset.jobs import JobService
-from snapasset.liveness import live_workers
+from snapasset.live_workers import live_workers
 from snapasset.schema import parse_job_request
 from tests.conftest import running_web, wait_for
 from tests.stubs.webhook_receiver import WebhookReceiver
@@ -176,7 +176,7 @@ def test_the_worker_outlives_a_redis_outage_and_finishes_what_it_had(settings, r
     server.start()
 
     wait_for(lambda: _status(conn, in_flight) == "finished", timeout=60, interval=0.2)
-    assert live_workers(conn, settings) == 1
+    assert len(live_workers(conn, settings.queue_name, default_interval=settings.worker_heartbeat)) == 1
     after = _create(settings, conn)
     wait_for(lambda: _status(conn, after) == "finished", timeout=60, interval=0.2)
     assert worker.poll() is None
