@@ -16,18 +16,21 @@ def create_app(settings=None, *, redis=None):
 
     from snapasset import errors
     from snapasset.api import limits, register_blueprints
-    from snapasset.api.common import EXTENSION, Services
+    from snapasset.api.common import EXTENSION, Services, StrictJSONProvider
     from snapasset.auth import Authenticator
     from snapasset.config import Settings
-    from snapasset.connections import open_redis
+    from snapasset.connections import open_redis, warn_if_not_persistent
     from snapasset.jobs import JobService
     from snapasset.queueadmin import QueueAdmin
 
     settings = settings or Settings.from_env()
     redis = redis or open_redis(settings.redis_url, settings.data_dir)
+    if settings.production:
+        warn_if_not_persistent(redis.client)
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.json = StrictJSONProvider(app)
     app.json.sort_keys = False
     jobs = JobService(redis.client, settings)
     app.extensions[EXTENSION] = Services(
@@ -40,6 +43,6 @@ def create_app(settings=None, *, redis=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
                                 x_proto=settings.trusted_proxies)
     errors.init_app(app)
-    limits.init_app(app, settings, redis.url)
+    limits.init_app(app, settings, redis)
     register_blueprints(app)
     return app

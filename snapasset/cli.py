@@ -16,6 +16,7 @@ import click
 from snapasset.config import ConfigError, Env, Settings
 from snapasset.jobrecord import Status
 from snapasset.processes import wait_or_kill
+from snapasset.redaction import install_log_redaction
 from snapasset.schema import FITS, FORMATS_ALLOWED, QUALITIES
 
 __all__ = ["main", "cli", "web_command"]
@@ -43,7 +44,7 @@ def web_command(settings: Settings, *, workers: int | None = None, bind: str | N
             "--worker-class", "gevent", "--workers", str(workers),
             "--worker-connections", "4000", "--bind", bind or f"0.0.0.0:{settings.port}",
             "--timeout", "60", "--graceful-timeout", "20", *logging_args,
-            "snapasset:create_app()"]
+            "--logger-class", "snapasset.gunicorn_logging.RedactingLogger", "snapasset:create_app()"]
 
 
 @click.group()
@@ -58,6 +59,7 @@ def cli(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
 
 
 @cli.command()

@@ -170,7 +170,7 @@ class Settings:
     sse_heartbeat: float = 15.0
     secret_key: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
-    worker_heartbeat: int = 10         # seconds between a worker's heartbeats; 3 missed → listed as gone
+    worker_heartbeat: int = 5          # seconds between a worker's heartbeats; 3 missed → gone (worker_liveness)
     events_ttl: int = 600              # seconds an ended job's event history (and a user's) is kept for replay
 
     @property
@@ -181,6 +181,13 @@ class Settings:
     def retry_intervals(self) -> list[int]:
         """Exponential backoff between attempts: base, 4×base, 16×base … (seconds)."""
         return [max(0, round(self.retry_backoff * 4 ** i)) for i in range(max(0, self.job_attempts - 1))]
+
+    @property
+    def worker_liveness(self) -> int:
+        """How long after its last heartbeat a worker (and each job it runs) still counts as alive:
+        three heartbeats, so one late beat under load is no death. /ready, lost-job recovery and
+        the admin's worker list all judge by it."""
+        return 3 * self.worker_heartbeat
 
     def replace(self, **changes) -> Settings:
         return replace(self, **changes)
@@ -236,7 +243,7 @@ class Settings:
             sse_heartbeat=_float(env, Env.SSE_HEARTBEAT, 15.0),
             secret_key=env.get(Env.SECRET_KEY) or None,
             metrics_token=env.get(Env.METRICS_TOKEN) or None,
-            worker_heartbeat=_int(env, Env.WORKER_HEARTBEAT, 10, 1),
+            worker_heartbeat=_int(env, Env.WORKER_HEARTBEAT, 5, 1),
             events_ttl=_int(env, Env.EVENTS_TTL, 600, 1),
         )
         settings.validate()

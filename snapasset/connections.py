@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["RedisHandle", "open_redis", "start_embedded_redis"]
+__all__ = ["RedisHandle", "open_redis", "start_embedded_redis", "warn_if_not_persistent"]
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +96,24 @@ def open_redis(url: str | None, data_dir: Path) -> RedisHandle:
     if url:
         return RedisHandle(client=redis.Redis.from_url(url, health_check_interval=30), url=url)
     return start_embedded_redis(data_dir)
+
+
+NOT_PERSISTENT = ("Redis keeps nothing across a restart (appendonly no, no save points): a Redis restart "
+                  "loses every job, its progress and its events while images and records stay; turn on "
+                  "appendonly (README: Production)")
+
+
+def warn_if_not_persistent(client: redis.Redis) -> bool:
+    """At a production start: one warning line when the Redis has neither an append-only file nor
+    snapshots (True then). A managed Redis that forbids CONFIG persists as its provider set it up,
+    and an unreachable one is the caller's next error to report: both pass silently."""
+    try:
+        appendonly = client.config_get("appendonly").get("appendonly")
+        save = client.config_get("save").get("save")
+    except redis.RedisError as exc:
+        log.debug("Redis persistence not checked: %s", exc)
+        return False
+    if appendonly == "yes" or save:
+        return False
+    log.warning(NOT_PERSISTENT)
+    return True

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 
 from werkzeug.exceptions import HTTPException
 
+from snapasset.redaction import clean_message
+
 __all__ = [
     "APIError", "ErrorCode", "DomainError", "JobNotFound", "JobNotRetryable", "JobNotCancellable",
     "JobLimitExceeded", "IdempotencyConflict", "JobFailure", "ContentPolicyViolation", "ProviderError",
@@ -207,13 +209,15 @@ class JobFailure(Exception):
     """A known reason a generation failed, with the code a client sees.
 
     ``retryable`` says whether another attempt could succeed; a non-retryable failure
-    ends the job at once.
+    ends the job at once. The message is what the job's owner reads: whatever text it was built
+    from (a provider's answer, an exception), it is cleaned of secrets and Python reprs here.
     """
 
     code = ErrorCode.INTERNAL_ERROR
     retryable = True
 
     def __init__(self, message: str, *, retryable: bool | None = None, retry_after: float | None = None):
+        message = clean_message(message)
         super().__init__(message)
         self.message = message
         if retryable is not None:

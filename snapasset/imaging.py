@@ -115,9 +115,9 @@ def decode(data: bytes) -> Image.Image:
     except InvalidImage:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"The image is too large to process: {exc}") from exc
-    except _DECODE_ERRORS as exc:
-        raise InvalidImage(f"The image could not be decoded: {exc}") from exc
+        raise InvalidImage(f"The image is too large to process (at most {MAX_PIXELS:,} pixels allowed)") from exc
+    except _DECODE_ERRORS as exc:   # Pillow's text names the buffer's repr, never worth a client's eyes
+        raise InvalidImage("The image could not be decoded: it is not a complete picture in a format we read") from exc
     if img.width < 1 or img.height < 1:
         raise InvalidImage("The image has no pixels")
     ImageOps.exif_transpose(img, in_place=True)

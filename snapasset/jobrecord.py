@@ -348,13 +348,13 @@ def publish(conn: redis.Redis, job_id: str, user_id: str, event: Event, *, ttl: 
     job_stream, user_stream = keys.job_events(job_id), keys.user_events(user_id)
     terminal = is_terminal(wire)
     history = conn.xrange(job_stream) if pipeline is None and terminal else []
-    kept = [(entry_id, fields) for entry_id, fields in history if not _has_preview(fields)]
+    kept = [(entry_id, entry) for entry_id, entry in history if not _has_preview(entry)]
     rewrite = len(kept) < len(history)
     pipe = pipeline if pipeline is not None else conn.pipeline(transaction=True)
     if rewrite:   # nothing adds to it meanwhile: the attempt that drew the previews is over
         pipe.delete(job_stream)
-        for entry_id, fields in kept:
-            pipe.xadd(job_stream, fields, id=entry_id)
+        for entry_id, entry in kept:
+            pipe.xadd(job_stream, entry, id=entry_id)
     pipe.xadd(job_stream, {_STREAM_FIELD: payload}, maxlen=JOB_STREAM_MAXLEN, approximate=True)
     pipe.expire(job_stream, replay_window if terminal else ttl)
     if "preview" not in wire:   # a dashboard following every job gets no pictures

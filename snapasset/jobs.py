@@ -21,9 +21,11 @@ Two invariants are kept with Redis transactions (WATCH/MULTI/EXEC) rather than l
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,8 +44,9 @@ from snapasset.estimates import Estimate, estimate
 from snapasset.jobrecord import Status, api_status, status_of
 from snapasset.schema import JobRequest, Priority
 
-__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_FUNCTION", "open_queue", "open_lanes", "lane_name",
-           "wake_workers", "open_webhook_queue", "JOB_SLOT_RETRY_AFTER", "sources_of", "with_status"]
+__all__ = ["JobService", "Quota", "Created", "new_job_id", "JOB_ID_PATTERN", "JOB_FUNCTION", "open_queue",
+           "open_lanes", "lane_name", "wake_workers", "open_webhook_queue", "JOB_SLOT_RETRY_AFTER", "sources_of",
+           "with_status"]
 
 JOB_FUNCTION = "workers.pipeline.run_generation"
 IDEMPOTENCY_TTL = 24 * 3600
@@ -56,6 +59,9 @@ _LIVE_RQ = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.
 _ALPHABET = string.ascii_lowercase + string.digits
 WAKEUP_TOKENS_KEPT = 64    # more than the idle workers a deployment runs: each token wakes one
 WAKEUP_TTL = 3600
+# SPEC §6's job id. Anything else names no job: it is answered 404 before any lookup (RQ refuses
+# ids outside [A-Za-z0-9_-] with a ValueError, and a key built from `*` or NUL is nobody's business).
+JOB_ID_PATTERN = re.compile(r"gen-[0-9]{1,12}-[a-z0-9]{10,40}", re.ASCII)
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -108,11 +114,9 @@ def open_webhook_queue(conn: redis.Redis, settings: Settings) -> Queue:
 class Quota(Protocol):
     """A per-user allowance taken when a job is accepted (the job-creation rate limit)."""
 
-    def acquire(self) -> None:
-        """Take one unit, or raise the error (the API's 429) that says why not."""
-
-    def release(self) -> None:
-        """Give back the unit of an acquire() whose job was not accepted after all."""
+    def admission(self) -> AbstractContextManager[None]:
+        """The user's turn to create: raises the error (the API's 429) that says why not when the
+        allowance is spent; takes one unit when the block completes, never when it raises."""
 
 
 @dataclass
@@ -131,6 +135,8 @@ class JobService:
     # -- reading -----------------------------------------------------------------
     def fetch(self, job_id: str, user_id: str | None) -> Job:
         """The job, if it exists and (when user_id is given) belongs to that user; else JobNotFound."""
+        if not JOB_ID_PATTERN.fullmatch(job_id):
+            raise JobNotFound()
         try:
             job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
         except NoSuchJobError:
@@ -189,8 +195,8 @@ class JobService:
                quota: Quota | None = None) -> Created:
         """Enqueue a generation; an Idempotency-Key replays the first job (created=False).
 
-        Only an accepted job takes from `quota`: a replay, a refused or a failed request gives
-        nothing or gives it back.
+        Only an accepted job takes from `quota`: a replay, a refused or a failed request takes
+        nothing.
         """
         job_id = new_job_id()
         fingerprint = request.fingerprint()
@@ -201,15 +207,9 @@ class JobService:
             if replay is not None:
                 return Created(replay, self._status_or_waiting(replay), created=False)
         try:
-            if quota is not None:
-                quota.acquire()
-            try:
+            with quota.admission() if quota is not None else nullcontext():
                 self._admit(user_id, job_id, lambda pipe: self._enqueue(pipe, job_id, user_id, request),
                             commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
-            except BaseException:
-                if quota is not None:
-                    quota.release()
-                raise
         except BaseException:
             if claim:
                 self._release_claim(claim, f"{job_id}|{fingerprint}")

@@ -101,6 +101,9 @@ class QueueAdmin:
         user_id = jobrecord.owner_of(job)
         with self.conn.pipeline() as pipe:
             job.delete(pipeline=pipe, remove_from_queue=True)
+            # RQ removes a job from the registry of its RQ status only: a stopped job (cancelled
+            # while active) is in the cancelled registry (rqcompat.move_to_cancelled), not its own
+            pipe.zrem(CanceledJobRegistry(job.origin, connection=self.conn).key, job.id)
             pipe.delete(keys.job_events(job.id), keys.job_cancel(job.id))
             jobindex.forget_job(pipe, self.settings.queue_name, job.id, user_id)
             if user_id:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import redis
+from rq import worker_registration
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.job import Job
 from rq.queue import Queue
@@ -28,7 +29,8 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 __all__ = ["stored_status", "stored_statuses", "member_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
-           "CompatWorker", "registered_worker_keys", "worker_executions_key", "execution_job_id", "WORKER_KEY_PREFIX"]
+           "register_again", "is_registered", "CompatWorker", "registered_worker_keys", "worker_executions_key",
+           "execution_job_id", "WORKER_KEY_PREFIX"]
 
 WORKER_KEY_PREFIX = "rq:worker:"   # a worker's hash is WORKER_KEY_PREFIX + its name
 
@@ -200,6 +202,28 @@ def is_stopped(worker: BaseWorker, job_id: str) -> bool:
     return worker._stopped_job_id == job_id
 
 
+def register_again(worker: BaseWorker) -> None:
+    """Register a running worker anew (its hash, its queues' sets, its TTL) after Redis came back
+    without it; register_birth would refuse, the name being taken.
+
+    Relies on: what register_birth writes — `serialize()` into the worker's hash,
+    worker_registration.register, and a TTL of worker_ttl + 60."""
+    with worker.connection.pipeline() as pipe:
+        pipe.hset(worker.key, mapping=worker.serialize())
+        worker_registration.register(worker, pipe)
+        pipe.expire(worker.key, worker.worker_ttl + 60)
+        pipe.execute()
+
+
+def is_registered(worker: BaseWorker) -> bool:
+    """Whether the worker is in its first queue's set of workers (Redis may have come back
+    without it).
+
+    Relies on: worker_registration's per-queue sets (WORKERS_BY_QUEUE_KEY)."""
+    return bool(worker.connection.sismember(worker_registration.WORKERS_BY_QUEUE_KEY % worker.queues[0].name,
+                                            worker.key))
+
+
 class CompatWorker(BaseWorker):
     """The RQ worker internals a worker with its own loop needs, under public names."""
 
@@ -270,6 +294,17 @@ class CompatWorker(BaseWorker):
     def _shutdown(self):
         # Relies on: request_stop (RQ's SIGTERM/SIGINT handler) calling `_shutdown()`.
         self.begin_shutdown()
+
+    # Relies on: `_pubsub_exception_handler(exc, pubsub, pubsub_thread)`, the handler RQ gives
+    # the command channel's redis-py thread (it logs and sleeps 2 s on every connection error).
+    def _pubsub_exception_handler(self, exc, pubsub, pubsub_thread) -> None:
+        if not self.command_channel_failed(exc):
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+    def command_channel_failed(self, exc: Exception) -> bool:
+        """An error in the thread that listens for commands (stop-job …); True when handled here,
+        else RQ handles it (redis-py resubscribes by itself once Redis is back)."""
+        return False
 
     def begin_shutdown(self) -> None:
         """The first SIGTERM/SIGINT; RQ's own stops after the running job."""

@@ -47,7 +47,8 @@ def parse_id(entry_id: str) -> tuple[int, int]:
 
 def is_stream_id(value: str) -> bool:
     ms, sep, seq = value.partition("-")
-    return bool(sep) and ms.isdigit() and seq.isdigit() and len(value) <= 41
+    # ASCII digits only: str.isdigit() also takes "١٢٣", which Redis would refuse
+    return bool(sep) and value.isascii() and ms.isdigit() and seq.isdigit() and len(value) <= 41
 
 
 class Entry(NamedTuple):

@@ -10,6 +10,11 @@ metadata addresses are refused unless ``allow_private``. The check happens when 
 is opened, on the very address it connects to, so a name that resolves to a public address
 when the job is created and to a private one later (DNS rebinding) is still refused.
 Redirects are not followed and proxies from the environment are not used.
+
+Each attempt has a hard total deadline (`timeout`): a receiver that drip-feeds its answer a byte
+at a time would pass every per-read timeout, so when the deadline passes, the attempt's sockets
+are shut down from a timer and the attempt fails like any other. Only the status line and
+headers are read; the body of the answer is never waited for.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -213,8 +219,10 @@ def _connect_checked(host: str, port: int, timeout, source_address, socket_optio
 
 class _CheckedConnectionMixin:
     allow_private = False
+    opened: list   # every connection of this delivery attempt (set per _session by _adapter)
 
     def _new_conn(self) -> socket.socket:
+        self.opened.append(self)
         try:
             return _connect_checked(self._dns_host, self.port, self.timeout, self.source_address,
                                     self.socket_options, self.allow_private)
@@ -225,12 +233,13 @@ class _CheckedConnectionMixin:
             raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
 
 
-def _adapter(allow_private: bool) -> HTTPAdapter:
-    """A requests adapter whose every connection is opened by _connect_checked."""
+def _adapter(allow_private: bool, opened: list) -> HTTPAdapter:
+    """A requests adapter whose every connection is opened by _connect_checked (and listed in
+    `opened`)."""
     http_conn = type("CheckedHTTPConnection", (_CheckedConnectionMixin, HTTPConnection),
-                     {"allow_private": allow_private})
+                     {"allow_private": allow_private, "opened": opened})
     https_conn = type("CheckedHTTPSConnection", (_CheckedConnectionMixin, HTTPSConnection),
-                      {"allow_private": allow_private})
+                      {"allow_private": allow_private, "opened": opened})
     http_pool = type("CheckedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
     https_pool = type("CheckedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
 
@@ -242,10 +251,10 @@ def _adapter(allow_private: bool) -> HTTPAdapter:
     return CheckedAdapter(max_retries=0)
 
 
-def _session(allow_private: bool) -> requests.Session:
+def _session(allow_private: bool, opened: list) -> requests.Session:
     session = requests.Session()
     session.trust_env = False          # no proxies (they would connect for us, unchecked) and no .netrc
-    adapter = _adapter(allow_private)
+    adapter = _adapter(allow_private, opened)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -272,17 +281,36 @@ def deliver(url: str, payload: dict, *, secret: str, msg_id: str, allow_private:
         "webhook-signature": sign(secret, msg_id, timestamp, body),
     }
     host = urlsplit(url).hostname
-    with _session(allow_private) as session:
+    opened: list = []
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        for connection in list(opened):
+            sock = getattr(connection, "sock", None)   # the TLS socket once wrapped
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)     # wakes the blocked read at once
+            except OSError:   # closed meanwhile
+                pass
+
+    deadline = threading.Timer(timeout, cut_off)
+    deadline.daemon = True
+    with _session(allow_private, opened) as session:
+        deadline.start()
         try:
-            response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+            response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                                    stream=True)
+            status = response.status_code
+            response.close()
         except WebhookDeliveryError:
             raise
-        except requests.Timeout:
-            raise WebhookDeliveryError(f"webhook to {host} timed out after {timeout:g}s") from None
         except requests.RequestException as exc:
+            if expired.is_set() or isinstance(exc, requests.Timeout):
+                raise WebhookDeliveryError(f"webhook to {host} did not answer within {timeout:g}s") from None
             raise WebhookDeliveryError(f"webhook to {host} failed: {type(exc).__name__}") from None
-        status = response.status_code
-        response.close()
+        finally:
+            deadline.cancel()
     if not 200 <= status < 300:
         raise WebhookDeliveryError(f"webhook to {host} answered {status}", status=status)
     return status

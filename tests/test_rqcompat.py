@@ -225,6 +225,23 @@ def test_unsubscribing_stops_the_pub_sub_thread_at_once(queue, redis_handle):
         assert not worker.pubsub_thread.is_alive()
 
 
+def test_a_workers_registration_as_the_seam_reads_and_rewrites_it(queue, redis_handle):
+    conn = redis_handle.client
+    worker = rqcompat.CompatWorker([queue], connection=conn, serializer=JSONSerializer)
+    assert not rqcompat.is_registered(worker)
+    worker.register_birth()
+    assert rqcompat.is_registered(worker)
+
+    conn.delete(worker.key)                        # Redis came back without the worker
+    conn.srem(f"rq:workers:{queue.name}", worker.key)
+    assert not rqcompat.is_registered(worker)
+    rqcompat.register_again(worker)
+    assert rqcompat.is_registered(worker)
+    assert [w.name for w in BaseWorker.all(queue=queue)] == [worker.name]
+    assert conn.ttl(worker.key) > 0
+    worker.register_death()
+
+
 def test_rq_private_hooks_have_the_signatures_the_seam_calls():
     def params(func) -> list[str]:
         return list(inspect.signature(func).parameters)
@@ -238,6 +255,8 @@ def test_rq_private_hooks_have_the_signatures_the_seam_calls():
     assert params(Queue._fetch_dequeued_job)[:3] == ["connection", "queue_key", "job_id"]
     assert {"job_class", "serializer", "death_penalty_class"} <= set(params(Queue._fetch_dequeued_job))
     assert "self._result = " in inspect.getsource(Job.perform)
+    assert params(BaseWorker._pubsub_exception_handler) == ["self", "exc", "pubsub", "pubsub_thread"]
+    assert "exception_handler=self._pubsub_exception_handler" in inspect.getsource(BaseWorker.subscribe)
 
 
 # The check the issue asks for: outside the seam and the job record, nothing names an RQ private

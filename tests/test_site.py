@@ -4,6 +4,7 @@ real responses) and the offline docs page."""
 from __future__ import annotations
 
 import re
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -13,9 +14,11 @@ from redis.retry import Retry
 from prometheus_client.parser import text_string_to_metric_families
 
 from snapasset import create_app
+from snapasset.config import Env
 from snapasset.connections import RedisHandle
 from snapasset.platforms import PLATFORMS
 from tests.conftest import wait_for
+from tests.stubs.supabase import SupabaseStub
 
 PROMPT = "A beautiful sunset over mountains"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -38,6 +41,53 @@ def test_ready_is_503_without_a_worker_and_200_once_one_listens(client, worker_p
     assert body["status"] == "ready"
     assert body["checks"]["workers"]["count"] == 1
     assert all(check["ok"] for check in body["checks"].values())
+
+
+def _ready_status(client) -> int:
+    return client.get("/ready").status_code
+
+
+def test_ready_turns_503_soon_after_the_last_worker_dies(make_app, worker_process):
+    """Judged by heartbeats (every SNAPASSET_WORKER_HEARTBEAT s; alive for three of them), not by
+    RQ's registration, which outlives a SIGKILLed worker by minutes."""
+    client = make_app(worker_heartbeat=1).test_client()
+    worker = worker_process({Env.WORKER_HEARTBEAT: "1"})
+    wait_for(lambda: _ready_status(client) == 200, timeout=60, interval=0.2)
+    worker.kill()
+    died = time.monotonic()
+    wait_for(lambda: _ready_status(client) == 503, timeout=60, interval=0.2)
+    assert time.monotonic() - died < 60
+    assert client.get("/ready").json["details"] == {"workers": "no live worker"}
+
+
+def test_ready_is_not_fooled_by_a_registration_restored_from_the_append_only_file(
+        make_app, redis_server, worker_process):
+    server = redis_server("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+    handle = RedisHandle(client=redis_lib.Redis.from_url(server.url), url=server.url)
+    client = make_app(redis=handle, redis_url=server.url, worker_heartbeat=1).test_client()
+    worker = worker_process({Env.REDIS_URL: server.url, Env.WORKER_HEARTBEAT: "1"})
+    wait_for(lambda: _ready_status(client) == 200, timeout=60, interval=0.2)
+    worker.kill()
+    died = time.monotonic()
+    server.stop()
+    server.start()   # the dead worker's registration comes back from the AOF, its key TTL and all
+    assert handle.client.keys("rq:worker:*"), "the registration was restored"
+    wait_for(lambda: _ready_status(client) == 503, timeout=60, interval=0.2)
+    assert time.monotonic() - died < 60
+    handle.client.close()
+
+
+def test_ready_checks_supabase_storage_when_configured(make_app):
+    stub = SupabaseStub.start(buckets=["generated-images"])
+    try:
+        supabase = {"supabase_url": stub.url, "supabase_service_role_key": "service-role-test-key"}
+        checks = make_app(**supabase).test_client().get("/ready").json["checks"]
+        assert checks["storage"] == {"ok": True}
+        assert stub.requests_to("GET", "/storage/v1/bucket/generated-images")
+        missing = make_app(**supabase, supabase_bucket="no-such-bucket").test_client().get("/ready").json
+        assert missing["checks"]["storage"]["ok"] is False and "storage" in missing["details"]
+    finally:
+        stub.stop()
 
 
 def test_ready_names_unwritable_storage(settings, redis_handle, tmp_path):

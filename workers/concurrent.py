@@ -45,15 +45,18 @@ from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 from rq.worker.base import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
-from snapasset import imaging, jobrecord, keys
+from snapasset import imaging, jobrecord, keys, webhooks
 from snapasset.config import Settings
+from snapasset.connections import warn_if_not_persistent
 from snapasset.jobs import JOB_FUNCTION
-from snapasset.rqcompat import CompatWorker, fetch_dequeued_job, heartbeat_all, mark_stopped, requeue_at_front
+from snapasset.rqcompat import (CompatWorker, fetch_dequeued_job, heartbeat_all, is_registered, mark_stopped,
+                                register_again, requeue_at_front, stored_status)
 from snapasset.live_workers import CONCURRENCY_FIELD, HEARTBEAT_INTERVAL_FIELD
 from snapasset.metrics import Outcome
 from workers.bootstrap import WorkerContext, bootstrap
 from workers.control import (Checkpointed, ControlDeathPenalty, InterruptibleProvider, JobControl, Reason,
                              bind_control)
+from workers.lifeline import forked_children_die_with_this_process
 from workers.memory import MemoryBudget, memory_limit_mb, picture_budget, return_freed_memory
 from workers.rendering import RenderPool, decoded_bytes_of, render_processes
 from workers.terminal_events import TerminalEventsMixin, build_worker
@@ -63,7 +66,38 @@ __all__ = ["ConcurrentWorker", "RoutineAtDebug", "make_concurrent", "run_concurr
 log = logging.getLogger(__name__)
 
 REQUEUED_LOG = "The worker shut down during this attempt; the job was queued again"
+OUTAGE_REQUEUED_LOG = "Redis was unreachable when this attempt ended; the job was queued again"
 DELAYED_POLL = 0.25   # seconds an idle worker waits between looks at the lanes while retries are due
+DELIVERY_SLOTS = 4          # webhook deliveries in flight per worker, besides the generations
+OUTAGE_PROBE_MAX = 5.0      # seconds between two pings of a Redis that is away, at most
+ENDED_RQ_STATUSES = {status.value for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED,
+                                                 JobStatus.CANCELED)}
+
+
+class RedisOutage:
+    """A Redis outage as the worker's threads see it: logged once when the first of them hits
+    it and once when the main loop finds Redis back, however long it lasts."""
+
+    def __init__(self, log: logging.Logger, worker_name: str):
+        self._log = log
+        self._name = worker_name
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def down(self, exc: Exception) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        self._log.warning("Worker %s: Redis is unreachable (%s); waiting for it, running jobs go on",
+                          self._name, type(exc).__name__)
+
+    def up(self, *, requeued: int) -> None:
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            self._log.warning("Worker %s: Redis is back after %.0f s; resuming (%d job(s) whose outcome "
+                              "it missed queued again)", self._name, time.monotonic() - since, requeued)
 
 
 @dataclass
@@ -82,12 +116,13 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
 
     death_penalty_class = ControlDeathPenalty
 
-    def __init__(self, queues, *, concurrency: int = 16, shutdown_grace: float = 20.0,
-                 interrupt_grace: float = 5.0, heartbeat_grace: int = 60, poll_interval: float = 0.5,
-                 maintenance_interval: int = 60, wakeup_key: str | None = None,
+    def __init__(self, queues, *, concurrency: int = 16, delivery_slots: int = DELIVERY_SLOTS,
+                 shutdown_grace: float = 20.0, interrupt_grace: float = 5.0, heartbeat_grace: int = 60,
+                 poll_interval: float = 0.5, maintenance_interval: int = 60, wakeup_key: str | None = None,
                  budget: MemoryBudget | None = None, **kwargs):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if concurrency < 1 or delivery_slots < 1:
+            raise ValueError(f"concurrency and delivery_slots must be at least 1, got {concurrency}, "
+                             f"{delivery_slots}")
         super().__init__(queues, maintenance_interval=maintenance_interval, **kwargs)
         self.concurrency = concurrency
         self.shutdown_grace = shutdown_grace
@@ -97,14 +132,23 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         # of `snapasset generate` wait for it (Redis 6 takes fractional BLMOVE timeouts)
         self.poll_interval = poll_interval
         self.wakeup_key = wakeup_key             # the list enqueues push to (None: block on the first queue)
-        self._slots = threading.BoundedSemaphore(concurrency)
-        self.budget = budget                     # no new job while the pictures held fill it
+        # Slots: the generation lanes share `concurrency`; deliveries (the last queue, when there
+        # are several: build_worker puts the webhook queue last) have slots of their own, so a
+        # backlog of generations never holds up a webhook.
+        self._generation_slots = threading.BoundedSemaphore(concurrency)
+        delivery = threading.BoundedSemaphore(delivery_slots)
+        self._slots = {queue.name: delivery if len(self.queues) > 1 and queue is self.queues[-1]
+                       else self._generation_slots for queue in self.queues}
+        self.budget = budget                     # no new generation while the pictures held fill it
         self._running: dict[str, Running] = {}
         self._changed = threading.Condition()    # guards _running; notified when a job ends
         self._shutdown_started: float | None = None
         self._cold = False
         self._beats_stop = threading.Event()
-        self._connection_wait = 1.0
+        self._outage = RedisOutage(self.log, self.name)
+        self._unfinalised: list[Running] = []    # jobs whose outcome Redis could not take (outage)
+        self._next_recovery = 0.0                # time.monotonic() of the next lost-job recovery
+        self._recovery_paused_until = 0.0        # after an outage: until the other workers beat again
 
     def serialize(self) -> dict:
         """RQ's worker hash, plus what GET /api/admin/workers shows and judges liveness by."""
@@ -134,31 +178,14 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         started = 0
         try:
             while True:
-                self.check_for_suspension(burst)
-                # before maintenance: it would restart a scheduler that the same Ctrl-C stopped
-                if self.stop_requested:
-                    self.log.info("Worker %s: stopping on request", self.name)
+                try:
+                    taken = self._work_once(burst)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    self._ride_out_outage(exc)
+                    continue
+                if taken is None:
                     break
-                if self.should_run_maintenance_tasks:
-                    self.run_maintenance_tasks()
-                if self.budget is not None and not self.budget.wait_for_room(timeout=1):
-                    continue
-                if not self._slots.acquire(timeout=1):
-                    continue
-                result = self._dequeue(burst)
-                if result is not None and is_suspended(self.connection):
-                    self._put_back(*result)   # paused while this dequeue was waiting: not ours to run
-                    result = None
-                if result is None:
-                    self._slots.release()
-                    if burst:
-                        if not self.running_job_ids:
-                            self.log.info("Worker %s: done, quitting", self.name)
-                            break
-                        self._wait_for_change(1.0)
-                    continue
-                self._start_job(*result)
-                started += 1
+                started += taken
                 if max_jobs is not None and started >= max_jobs:
                     self.log.info("Worker %s: took %d jobs, finishing them and quitting", self.name, started)
                     break
@@ -173,23 +200,62 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             finally:
                 self._beats_stop.set()
                 beats.join(timeout=5)
-                self.teardown()
+                try:
+                    self.teardown()
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    self.log.warning("Worker %s: Redis unreachable at exit; its registration expires "
+                                     "by itself", self.name)
         return bool(started)
 
-    def _dequeue(self, burst: bool) -> tuple[Job, Queue] | None:
+    def _work_once(self, burst: bool) -> int | None:
+        """One turn of the loop: how many jobs it started (0 or 1), or None to stop working."""
+        self.check_for_suspension(burst)
+        # before maintenance: it would restart a scheduler that the same Ctrl-C stopped
+        if self.stop_requested:
+            self.log.info("Worker %s: stopping on request", self.name)
+            return None
+        if self.should_run_maintenance_tasks:
+            self.run_maintenance_tasks()
+        self._recover_lost_jobs_when_due()
+        # no new generation while the pictures held fill the memory budget (deliveries hold none)
+        room = self.budget is None or self.budget.wait_for_room(timeout=0)
+        taken: dict = {}   # each pool of slots, acquired once: whether it had one free
+        for queue in self.ordered_queues:
+            slots = self._slots[queue.name]
+            if slots not in taken:
+                taken[slots] = (room or slots is not self._generation_slots) and slots.acquire(blocking=False)
+        free = [queue for queue in self.ordered_queues if taken[self._slots[queue.name]]]
+        if not free:
+            self._wait_for_change(self.poll_interval)
+            return 0
+        filled = None   # the pool whose slot a started job holds (its thread gives it back)
+        try:
+            result = self._dequeue(free, burst)
+            if result is not None and is_suspended(self.connection):
+                self._put_back(*result)   # paused while this dequeue was waiting: not ours to run
+                result = None
+            if result is not None:
+                self._start_job(*result)
+                filled = self._slots[result[1].name]
+        finally:
+            for slots, had_one in taken.items():
+                if had_one and slots is not filled:
+                    slots.release()
+        if filled is not None:
+            return 1
+        if burst:
+            if not self.running_job_ids:
+                self.log.info("Worker %s: done, quitting", self.name)
+                return None
+            self._wait_for_change(1.0)
+        return 0
+
+    def _dequeue(self, queues: list[Queue], burst: bool) -> tuple[Job, Queue] | None:
         timeout = None if burst else min(self.dequeue_timeout, self.poll_interval)
         try:
-            result = self._pop(timeout)
+            result = self._pop(queues, timeout)
         except DequeueTimeout:
             return None
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            self.log.error("Worker %s: could not reach Redis: %s; retrying in %.0f s",
-                           self.name, exc, self._connection_wait)
-            time.sleep(self._connection_wait)
-            self._connection_wait = min(self._connection_wait * self.exponential_backoff_factor,
-                                        self.max_connection_wait_time)
-            return None
-        self._connection_wait = 1.0
         if result is not None:
             job, queue = result
             self.reorder_queues(reference_queue=queue)
@@ -197,31 +263,31 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
         return result
 
-    def _pop(self, timeout: int | None) -> tuple[Job, Queue] | None:
+    def _pop(self, queues: list[Queue], timeout: int | None) -> tuple[Job, Queue] | None:
         """The next job, always through LMOVE into its queue's intermediate queue.
 
         RQ's dequeue_any pops with BLPOP when it listens on several queues (ours: the priority
         lanes and webhooks), and a job popped by a worker that dies before registering it is then
         lost for good. Moved into the intermediate queue instead, it is found by RQ's
-        intermediate-queue cleanup and failed or retried. So: a non-blocking LMOVE on each queue
-        in order — high, normal, low, webhooks: the strict priority order — and, when all are
+        intermediate-queue cleanup and failed or retried. So: a non-blocking LMOVE on each of `queues`
+        (those with a free slot) in order — high, normal, low, webhooks: the strict priority order — and, when all are
         empty, a wait of at most `timeout` seconds on the lanes' wake-up list, which every
         enqueue pushes to (snapasset.jobs.wake_workers), then the lanes again in order. RQ's
         scheduler puts delayed jobs back without a wake-up: while any wait, the wait is short.
         """
         if self.get_redis_server_version() < (6, 2, 0):   # no LMOVE before Redis 6.2
             return self.queue_class.dequeue_any(   # Redis < 6 takes whole seconds only
-                self.ordered_queues, timeout and max(1, round(timeout)), connection=self.connection,
+                queues, timeout and max(1, round(timeout)), connection=self.connection,
                 job_class=self.job_class,
                 serializer=self.serializer, death_penalty_class=self.death_penalty_class)
         while True:
             popped = next(filter(None, (self.queue_class.lmove(self.connection, queue.key, None)
-                                        for queue in self.ordered_queues)), None)
+                                        for queue in queues)), None)
             if popped is None:
                 if timeout is None:
                     return None
-                if self.wakeup_key is None:
-                    popped = self.queue_class.lmove(self.connection, self.ordered_queues[0].key, timeout)
+                if self.wakeup_key is None or self._generation_slots not in {self._slots[q.name] for q in queues}:
+                    popped = self.queue_class.lmove(self.connection, queues[0].key, timeout)
                 elif self.connection.blpop([self.wakeup_key], self._idle_wait(timeout)) is None:
                     raise DequeueTimeout(timeout)
                 else:
@@ -262,6 +328,11 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         bind_control(running.control)
         try:
             self.perform_job(running.job, running.queue, running.execution)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # Redis went away under the job: once it is back, the job goes back to the queue
+            self._outage.down(exc)
+            with self._changed:
+                self._unfinalised.append(running)
         except Exception:   # perform_job handles the job's own errors; this is RQ bookkeeping failing
             self.log.exception("Worker %s: job %s could not be finalised", self.name, running.job.id)
         finally:
@@ -271,11 +342,13 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
                 if not self._running and not running.abandoned:
                     self._set_state_quietly(WorkerStatus.IDLE)
                 self._changed.notify_all()
-            self._slots.release()
+            self._slots[running.queue.name].release()
 
     def _set_state_quietly(self, state: str) -> None:
         try:
             self.set_state(state)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self._outage.down(exc)
         except redis.exceptions.RedisError:
             self.log.warning("Worker %s: could not record state %s", self.name, state)
 
@@ -283,11 +356,53 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         with self._changed:
             self._changed.wait(timeout)
 
+    # -- Redis outages -------------------------------------------------------------------
+    def _ride_out_outage(self, exc: Exception) -> None:
+        """Wait for Redis with a growing pause (1, 2, 4 s, then every OUTAGE_PROBE_MAX s), for as
+        long as it takes, then pick up where the worker left off. Running jobs keep running;
+        those whose outcome could not be stored are queued again."""
+        self._outage.down(exc)
+        pause = 1.0
+        while not self.stop_requested:
+            time.sleep(pause)
+            try:
+                self.connection.ping()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                pause = min(pause * 2, OUTAGE_PROBE_MAX)
+                continue
+            self._after_outage()
+            return
+
+    def _after_outage(self) -> None:
+        self._beat()   # first of all: our running jobs are alive, before anyone looks for lost ones
+        # every worker was cut off as long as this one: give them two heartbeats to say so too
+        self._recovery_paused_until = time.monotonic() + 2 * max(1, self.job_monitoring_interval)
+        if not is_registered(self):
+            register_again(self)   # Redis came back empty (no persistence) or forgot us
+        with self._changed:
+            unfinalised, self._unfinalised = self._unfinalised, []
+        for running in unfinalised:
+            # None: Redis came back without it (no persistence); it is put back whole
+            if stored_status(self.connection, running.job.id) not in ENDED_RQ_STATUSES:
+                self._requeue(running.job, running.queue, running.execution, note=OUTAGE_REQUEUED_LOG)
+        self._outage.up(requeued=len(unfinalised))
+        self.run_maintenance_tasks()   # among others, restarts RQ's scheduler, which died of the outage
+
+    def command_channel_failed(self, exc: Exception) -> bool:
+        """RQ's handler logs every 2 s while Redis is away; here the outage is logged once."""
+        if not isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            return False
+        self._outage.down(exc)
+        time.sleep(2.0)
+        return True
+
     # -- heartbeats ----------------------------------------------------------------------
     def _heartbeats(self) -> None:
         while not self._beats_stop.wait(self._heartbeat_interval):
             try:
                 self._beat()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self._outage.down(exc)   # the main loop waits for Redis and says so, once
             except Exception:
                 self.log.exception("Worker %s: heartbeat failed", self.name)
 
@@ -327,16 +442,17 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         running = self._running.get(job.id)
         return running is not None and running.abandoned
 
-    def _requeue(self, job: Job, queue: Queue, execution: Execution | None) -> None:
-        """Put an interrupted job back at the front of its queue: not a failure, not an attempt."""
-        jobrecord.undo_attempt(job, REQUEUED_LOG)
+    def _requeue(self, job: Job, queue: Queue, execution: Execution | None, *, note: str = REQUEUED_LOG) -> None:
+        """Put an interrupted job back at the front of its queue: not a failure, not an attempt;
+        `note` is the line its log gets."""
+        jobrecord.undo_attempt(job, note)
         job.started_at = job.ended_at = None
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             requeue_at_front(queue, job, pipe)
             pipe.execute()
         self._record(job, None)
-        self.log.info("Worker %s: job %s interrupted by shutdown, queued again", self.name, job.id)
+        self.log.info("Worker %s: job %s queued again: %s", self.name, job.id, note)
 
     # -- commands (stop one job, not the worker) ---------------------------------------------
     def handle_payload(self, message):
@@ -423,19 +539,46 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
 
     # -- maintenance ----------------------------------------------------------------------------
     def clean_registries(self):
-        """RQ's registry maintenance, plus a `failed` event for each abandoned generation it
-        recovers (a dead worker never published one), so live followers are not left waiting."""
+        """RQ's registry maintenance (one worker per queue every 15 minutes, RQ's lock), after
+        this worker's own lost-job recovery, so that RQ's cleanup finds no lost job to handle
+        without telling anyone."""
         for queue in self.queues:
+            self._recover_lost_jobs(queue)
             if queue.acquire_maintenance_lock():
                 self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
-                abandoned = self._abandoned_jobs(queue)
                 clean_registries(queue, self.exception_handlers)
                 worker_registration.clean_worker_registry(queue)
                 queue.intermediate_queue.cleanup(self, queue)
                 queue.release_maintenance_lock()
-                for job in abandoned:
-                    self._report_lost(job)
         self.last_cleaned_at = now()
+
+    def _recover_lost_jobs_when_due(self) -> None:
+        if time.monotonic() < self._next_recovery:
+            return
+        self._next_recovery = time.monotonic() + max(1, self.job_monitoring_interval)
+        for queue in self.queues:
+            self._recover_lost_jobs(queue)
+
+    def _recover_lost_jobs(self, queue: Queue) -> None:
+        """Jobs whose worker stopped heartbeating (SIGKILL, a lost dyno) are handed to RQ's
+        started-registry cleanup, which retries them (attempts left) or fails them; each gets
+        its `failed` event (willRetry), and a last attempt WORKER_LOST and its job.failed
+        webhook. Runs every heartbeat interval, one worker per queue at a time (a lock as long
+        as the interval), and only in workers: readers (stats, /metrics) never do this."""
+        if time.monotonic() < self._recovery_paused_until:
+            return   # just back from an outage: the other workers still have to say they live
+        abandoned = self._abandoned_jobs(queue)
+        if not abandoned:
+            return
+        lock = keys.lost_job_recovery(queue.name)
+        if not self.connection.set(lock, self.name, nx=True, ex=max(1, self.job_monitoring_interval)):
+            return
+        self.log.info("Worker %s: recovering %d lost job(s) of queue %s", self.name, len(abandoned), queue.name)
+        for job in abandoned:
+            _retry_at_once(job)
+        queue.started_job_registry.cleanup(exception_handlers=self.exception_handlers)
+        for job in abandoned:
+            self._report_lost(job)
 
     def _abandoned_jobs(self, queue: Queue) -> list[Job]:
         registry = queue.started_job_registry
@@ -455,10 +598,24 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
             error = jobrecord.record_lost(job)
             jobrecord.save_state(job)
             self._record(job, Outcome.RETRIED if will_retry else Outcome.FAILED, code=error["code"])
-            self._publish(job, jobrecord.Failed(error=error, willRetry=will_retry,
-                                                attemptsMade=jobrecord.state_of(job).get("attempt", 1)))
+            event_id = self._publish(job, jobrecord.Failed(error=error, willRetry=will_retry,
+                                                           attemptsMade=jobrecord.state_of(job).get("attempt", 1)))
+            if not will_retry:
+                self._notify(job, webhooks.EVENT_FAILED, event_id, error=error)
         except Exception:
             self.log.exception("Worker %s: could not report lost job %s", self.name, job.id)
+
+
+def _retry_at_once(job: Job) -> None:
+    """A lost job's next attempt (if it has one) starts now, not after the retry backoff: its
+    worker died, the job did not fail. (A backoff would also need RQ's scheduler, whose lock the
+    dead worker may hold for another minute.) RQ reads retry_intervals[len - retries_left]."""
+    if not job.retries_left or not job.retry_intervals:
+        return
+    intervals = list(job.retry_intervals)
+    intervals[max(len(intervals) - job.retries_left, 0)] = 0
+    job.retry_intervals = intervals
+    job.save(include_meta=False)
 
 
 def make_concurrent(ctx: WorkerContext) -> RenderPool:
@@ -496,14 +653,21 @@ class RoutineAtDebug(logging.Filter):
 
 def run_concurrent_worker(settings: Settings | None = None, *, burst: bool = False, **options) -> None:
     """`snapasset worker`: bootstrap, start the render pool, then work with RQ's scheduler."""
+    forked_children_die_with_this_process()   # RQ's scheduler, before it is forked
     for name in ("rq.worker", "rq.scheduler"):
         logging.getLogger(name).addFilter(RoutineAtDebug())
     ctx = bootstrap(settings)
+    if ctx.settings.production:
+        warn_if_not_persistent(ctx.redis.client)
     pool = make_concurrent(ctx)
     try:
-        options.setdefault("job_monitoring_interval", ctx.settings.worker_heartbeat)
-        options.setdefault("wakeup_key", keys.lane_wakeup(ctx.settings.queue_name))
-        worker = build_worker(ctx, ConcurrentWorker, concurrency=ctx.settings.worker_concurrency,
+        settings = ctx.settings
+        # heartbeats every worker_heartbeat seconds; each job it runs counts as alive for
+        # worker_liveness after the last one (lost-job recovery)
+        options.setdefault("job_monitoring_interval", settings.worker_heartbeat)
+        options.setdefault("heartbeat_grace", settings.worker_liveness - settings.worker_heartbeat)
+        options.setdefault("wakeup_key", keys.lane_wakeup(settings.queue_name))
+        worker = build_worker(ctx, ConcurrentWorker, concurrency=settings.worker_concurrency,
                               budget=pool.budget, **options)
         worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
     finally:

@@ -129,8 +129,8 @@ class Generation:
         except JobTimeoutException:
             self._fail(ErrorCode.TIMEOUT, f"The job ran longer than {self.job.timeout} seconds", retryable=True)
             raise
-        except Exception as exc:
-            self._fail(ErrorCode.INTERNAL_ERROR, f"Internal error ({type(exc).__name__})", retryable=True)
+        except Exception:   # its text stays in the worker's log: it may hold anything
+            self._fail(ErrorCode.INTERNAL_ERROR, "An internal error stopped this attempt", retryable=True)
             raise
 
     def _run(self) -> dict:

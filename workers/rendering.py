@@ -37,6 +37,7 @@ from snapasset.imaging import RenderedImage
 from snapasset.platforms import Platform
 from workers.control import current_control
 from workers.memory import MemoryBudget
+from workers.lifeline import die_with
 
 __all__ = ["Renderer", "InlineRenderer", "RenderPool", "render_processes", "decoded_bytes_of"]
 
@@ -127,9 +128,10 @@ def render_processes(configured: int) -> int:
         return os.cpu_count() or 1
 
 
-def _ignore_stop_signals() -> None:
+def _start_render_process(worker_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with(worker_pid)   # its parent is the forkserver; it must go when the worker goes (lifeline)
 
 
 @contextlib.contextmanager
@@ -170,7 +172,8 @@ class RenderPool(Renderer):
         # this multi-threaded process, and the imported pages are shared)
         context.set_forkserver_preload(["snapasset.imaging"])
         with _stop_signals_ignored():
-            pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_ignore_stop_signals)
+            pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_render_process,
+                                       initargs=(os.getpid(),))
             # start every process now: memory is taken at boot, and a SIGTERM later finds them ignoring it
             started = [pool.submit(_ready) for _ in range(self.processes)]
             for future in started:

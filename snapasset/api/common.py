@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
 from flask import current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from snapasset.auth import Authenticator, Principal, forbidden, unauthorized
 from snapasset.config import Settings
@@ -16,12 +16,62 @@ from snapasset.jobs import JobService
 from snapasset.queueadmin import QueueAdmin
 
 __all__ = ["Services", "services", "principal", "require_user", "require_admin", "caller_identity",
-           "json_body", "absolute_url", "absolutize_result", "EXTENSION", "API_KEY_HEADER"]
+           "json_body", "absolute_url", "absolutize_result", "EXTENSION", "API_KEY_HEADER",
+           "StrictJSONProvider", "MAX_JSON_DEPTH"]
 
 EXTENSION = "snapasset"
 API_KEY_HEADER = "X-API-Key"
 USER_ID_MAX = 128
 USER_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{USER_ID_MAX - 1}}}")
+# No request of this API nests deeper than 4 levels; 32 leaves room to spare.
+MAX_JSON_DEPTH = 32
+
+
+def _json_problem(value) -> tuple[str, str] | None:
+    """(field, problem) for the first thing in a parsed body the API never takes: nesting deeper
+    than MAX_JSON_DEPTH, or a string (key or value) that is not valid Unicode text (JSON's
+    `\\ud800` escape yields a lone surrogate, which no UTF-8 encoder, database or model takes).
+    Walks with its own stack: a deep body must not exhaust Python's recursion here either."""
+    stack = [(value, "body", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:   # a bad key is named as `\udc00`, never echoed as it came
+                return (path.encode("utf-8", "backslashreplace").decode(),
+                        "must be valid Unicode text (it holds an unpaired surrogate)")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            return "body", f"must nest at most {MAX_JSON_DEPTH} levels deep"
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in pairs:
+            child_path = str(key) if path == "body" else f"{path}.{key}"
+            stack.append((child, child_path, depth + 1))
+            if isinstance(key, str):
+                stack.append((key, child_path, depth + 1))
+    return None
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing (400) what the API never takes: bodies nested deeper than
+    MAX_JSON_DEPTH and strings that are not valid Unicode. Every JSON body the app reads (json_body,
+    request.get_json) goes through here."""
+
+    def loads(self, s, **kwargs):
+        try:
+            value = super().loads(s, **kwargs)
+        except RecursionError:   # thousands of `[`: far past any limit of ours
+            value, problem = None, ("body", f"must nest at most {MAX_JSON_DEPTH} levels deep")
+        else:
+            problem = _json_problem(value)
+        if problem:
+            field, detail = problem
+            raise APIError(400, ErrorCode.INVALID_REQUEST, f"Invalid field {field}: {detail}",
+                           details={field: detail})
+        return value
 
 
 @dataclass
@@ -162,7 +212,7 @@ def json_body():
         raise APIError(400, ErrorCode.INVALID_REQUEST, "Content-Type must be application/json",
                        details={"Content-Type": "must be application/json"})
     try:
-        return json.loads(raw)
+        return current_app.json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, ErrorCode.INVALID_REQUEST, f"Malformed JSON: {getattr(exc, 'msg', 'bad encoding')}",
                        details={"body": "is not valid JSON"}) from None

@@ -1,5 +1,6 @@
 """GET /ready: whether this instance can serve (Redis answers, storage answers, a worker is
-listening on the queue); 503 in SPEC §4's shape, naming the failed checks, when not."""
+listening on the queue, by its heartbeats: snapasset.live_workers); 503 in SPEC §4's shape, naming
+the failed checks, when not."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask import Blueprint, current_app, jsonify
 from snapasset.api.common import services
 from snapasset.errors import APIError, ErrorCode, utcnow_iso
 from snapasset.live_workers import live_workers
+from snapasset.records import supabase_client
 from snapasset.storage import Storage, build_storage
 
 __all__ = ["bp", "live_worker_count"]
@@ -25,7 +27,7 @@ def _storage(settings) -> Storage:
     """The app's storage adapter, built on first use: no network at app creation."""
     storage = current_app.extensions.get(EXTENSION)
     if storage is None:
-        storage = current_app.extensions[EXTENSION] = build_storage(settings)
+        storage = current_app.extensions[EXTENSION] = build_storage(settings, supabase_client(settings))
     return storage
 
 

@@ -10,8 +10,11 @@
   are exempt (see EXEMPT_PREFIXES).
 * **Job creation**: ``settings.job_rate_limit`` (20 per hour) per user, taken by :class:`JobQuota`
   inside ``JobService.create`` only when a job is accepted: a request refused for any reason
-  (validation, too many unfinished jobs, Redis error) gives its unit back, an idempotent replay
-  takes none. Taking is an atomic INCR, so concurrent requests cannot overshoot.
+  (validation, too many unfinished jobs, Redis error) takes nothing, an idempotent replay takes
+  none. One user's creates take turns (a Redis lock per user, held for the few milliseconds of
+  the admission), and each turn tests the allowance, admits the job, then counts it: so the
+  count only ever holds accepted jobs, and a burst of requests is never refused for the hourly
+  limit while units remain — a request that merely overlapped others holds none.
 * **Unfinished jobs**: ``settings.max_active_jobs`` — see ``snapasset.jobs`` (a Redis transaction).
 
 Every limited response carries ``X-RateLimit-Limit/Remaining/Reset`` (the limit nearest to
@@ -31,6 +34,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -40,8 +45,10 @@ from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 
+from snapasset import keys
 from snapasset.api.common import caller_identity
 from snapasset.config import Env, Settings
+from snapasset.connections import RedisHandle
 from snapasset.errors import APIError, ErrorCode, error_body
 
 __all__ = ["RateLimits", "JobQuota", "init_app", "rate_limit_key", "storage_uri", "EXTENSION",
@@ -59,6 +66,9 @@ EXEMPT_PATHS = ("/health", "/ready", "/metrics")
 # costs no Redis connection (snapasset.streaming) and needs a token for a job of the caller's.
 EXEMPT_PREFIXES = ("/media/", "/api/sse/")
 _QUOTA_LIMITS = "snapasset_quota_limits"
+CREATE_TURN_TTL = 10       # a turn whose holder died frees itself this soon (seconds)
+CREATE_TURN_WAIT = 10      # how long a create waits for the user's earlier ones (seconds)
+CREATE_TURN_POLL = 0.01    # a turn lasts milliseconds: look that often whether it is ours
 
 
 class Header:
@@ -108,6 +118,7 @@ class RateLimits:
     limiter: Limiter
     job_limit: RateLimitItem
     key_prefix: str
+    redis: redis.Redis         # the app's client: the per-user create turns live there
     name_settings: bool = False   # development: a 429 says which setting raises the limit
 
     def job_quota(self, user_id: str) -> JobQuota:
@@ -119,23 +130,37 @@ class JobQuota:
 
     def __init__(self, limits: RateLimits, user_id: str):
         self.limits = limits
+        self.user_id = user_id
         self.args = (limits.key_prefix, f"user:{user_id}", JOB_SCOPE)
 
     def _request_limit(self, breached: bool) -> RequestLimit:
         return RequestLimit(self.limits.limiter, self.limits.job_limit, list(self.args), breached, True)
 
-    def acquire(self) -> None:
-        strategy = self.limits.limiter.limiter     # the in-memory fallback while Redis is away
-        accepted = strategy.hit(self.limits.job_limit, *self.args)
-        g.setdefault(_QUOTA_LIMITS, []).append(self._request_limit(breached=not accepted))
-        if not accepted:
-            strategy.hit(self.limits.job_limit, *self.args, cost=-1)   # count accepted jobs only
-            raise rate_limited(self._request_limit(breached=True),
-                               f"Job creation limit reached ({describe(self.limits.job_limit)})",
-                               setting=Env.JOB_RATE_LIMIT if self.limits.name_settings else None)
-
-    def release(self) -> None:
-        self.limits.limiter.limiter.hit(self.limits.job_limit, *self.args, cost=-1)
+    @contextmanager
+    def admission(self) -> Iterator[None]:
+        turn = self.limits.redis.lock(keys.user_create_turn(self.limits.key_prefix, self.user_id),
+                                      timeout=CREATE_TURN_TTL, blocking_timeout=CREATE_TURN_WAIT,
+                                      sleep=CREATE_TURN_POLL)
+        if not turn.acquire():
+            raise APIError(503, ErrorCode.SERVICE_UNAVAILABLE,
+                           "Too many job requests of yours are in progress; try again shortly",
+                           headers={Header.RETRY_AFTER: "1"})
+        try:
+            strategy = self.limits.limiter.limiter     # the in-memory fallback while Redis is away
+            spent = not strategy.test(self.limits.job_limit, *self.args)
+            g.setdefault(_QUOTA_LIMITS, []).append(self._request_limit(breached=spent))
+            if spent:
+                raise rate_limited(self._request_limit(breached=True),
+                                   f"Job creation limit reached ({describe(self.limits.job_limit)})",
+                                   setting=Env.JOB_RATE_LIMIT if self.limits.name_settings else None)
+            yield
+            strategy.hit(self.limits.job_limit, *self.args)
+        finally:
+            try:
+                turn.release()
+            except redis.exceptions.LockError:   # held past its TTL; the next turn already began
+                log.warning("job-creation turn of user %s outlived its %d s lease", self.user_id,
+                            CREATE_TURN_TTL)
 
 
 def _seconds_until(moment: float) -> int:
@@ -202,8 +227,9 @@ def _headline(limits: list[RequestLimit], conn: redis.Redis) -> tuple[RequestLim
     return shown
 
 
-def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
-    """Attach Flask-Limiter (storage: the Redis at redis_url) and the SnapAsset headers and 429s."""
+def init_app(app, settings: Settings, redis_handle: RedisHandle) -> RateLimits:
+    """Attach Flask-Limiter (storage: that Redis) and the SnapAsset headers and 429s."""
+    redis_url = redis_handle.url
     # a bounded pool: however many requests arrive at once, the limiter holds at most
     # STORAGE_CONNECTIONS connections per process (a request waits STORAGE_TIMEOUT for one)
     pool = redis.BlockingConnectionPool.from_url(
@@ -228,7 +254,7 @@ def init_app(app, settings: Settings, redis_url: str) -> RateLimits:
     limiter.request_filter(_exempt)
     limiter.init_app(app)
     limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit), key_prefix=settings.queue_name,
-                        name_settings=not settings.production)
+                        redis=redis_handle.client, name_settings=not settings.production)
     app.extensions[EXTENSION] = limits
 
     @app.errorhandler(RateLimitExceeded)
