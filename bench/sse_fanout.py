@@ -212,7 +212,7 @@ def run_level(n, args, settings, conn, port, worker, jobs_service, parse_job_req
     for _ in range(job_count):
         user = str(uuid.uuid4())
         created = jobs_service.create(user, parse_job_request(
-            {"prompt": "A beautiful sunset over mountains", "platforms": ["instagram-post"]}))
+            {"prompt": "A beautiful sunset over mountains", "platforms": ["instagram-post"]}, settings))
         jobs.append((created.job_id, user, mint_access_token(settings, user)))
     paths = [f"/api/sse/jobs/{job_id}?access_token={token}" for job_id, _, token in
              (jobs[i % job_count] for i in range(n))]

@@ -14,14 +14,16 @@ def create_app(settings=None, *, redis=None):
     from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from snapasset import errors
+    from snapasset import cors, errors
     from snapasset.api import limits, register_blueprints
+    from snapasset.api.jobs import allow_large_create_bodies
     from snapasset.api.common import EXTENSION, Services, StrictJSONProvider
     from snapasset.auth import Authenticator
     from snapasset.config import Settings
     from snapasset.connections import open_redis, warn_if_not_persistent
     from snapasset.jobs import JobService
     from snapasset.queueadmin import QueueAdmin
+    from snapasset.stores import Stores
 
     settings = settings or Settings.from_env()
     redis = redis or open_redis(settings.redis_url, settings.data_dir)
@@ -37,12 +39,15 @@ def create_app(settings=None, *, redis=None):
         settings=settings, redis=redis, jobs=jobs,
         queue_admin=QueueAdmin(redis.client, settings, jobs),
         auth=Authenticator(settings),
+        stores=Stores(settings),
     )
     if settings.trusted_proxies:
         # only the hops we trust may tell us the client's address (and scheme)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
                                 x_proto=settings.trusted_proxies)
     errors.init_app(app)
+    app.before_request(allow_large_create_bodies)   # before the limiter, which may read the body
     limits.init_app(app, settings, redis)
+    cors.init_app(app, settings)
     register_blueprints(app)
     return app

@@ -371,7 +371,7 @@ def generate(prompt: str, platforms: tuple[str, ...], image_format: str | None, 
         raise OneLineError("pass either --token or --api-key, not both")
     options = {key: value for key, value in (("format", image_format), ("quality", quality), ("fit", fit)) if value}
     try:   # the server's own checks, here, before anything is started or sent
-        parse_job_request({"prompt": prompt, "platforms": list(platforms), "options": options})
+        parse_job_request({"prompt": prompt, "platforms": list(platforms), "options": options}, load_settings())
     except APIError as exc:
         raise OneLineError(describe_details(exc.details or {}) or exc.message) from None
     if not logging.getLogger().isEnabledFor(logging.DEBUG):   # keep the progress bar alone on stderr

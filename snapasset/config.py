@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 __all__ = ["Settings", "ConfigError", "ApiKey", "Env"]
 
@@ -32,6 +33,8 @@ class Env:
     OPENAI_BASE_URL = "OPENAI_BASE_URL"
     OPENAI_TIMEOUT = "SNAPASSET_OPENAI_TIMEOUT"
     IMAGE_MODEL = "SNAPASSET_IMAGE_MODEL"
+    IMAGE_MODELS = "SNAPASSET_IMAGE_MODELS"
+    CORS_ORIGINS = "SNAPASSET_CORS_ORIGINS"
     PROVIDER = "SNAPASSET_PROVIDER"
     LOCAL_LATENCY = "SNAPASSET_LOCAL_LATENCY"
     MEDIA_DIR = "SNAPASSET_MEDIA_DIR"
@@ -119,6 +122,39 @@ def parse_api_keys(raw: str | None) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
+def _image_models(env: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """(the default model, the models a request may choose); the default is always among them.
+    A retired or unknown model is refused here, at start, whichever process reads it."""
+    from snapasset.image_models import DEFAULT_MODEL, model_spec
+
+    default = (env.get(Env.IMAGE_MODEL) or DEFAULT_MODEL).strip()
+    listed = [m.strip() for m in (env.get(Env.IMAGE_MODELS) or "").split(",") if m.strip()]
+    allowed = tuple(dict.fromkeys([default, *listed]))
+    for name, models in ((Env.IMAGE_MODEL, [default]), (Env.IMAGE_MODELS, listed)):
+        for model in models:
+            try:
+                model_spec(model)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    return default, allowed
+
+
+def _cors_origins(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """SNAPASSET_CORS_ORIGINS: None when unset (the default of the mode applies), ("*",) for any."""
+    raw = env.get(Env.CORS_ORIGINS)
+    if raw is None or not raw.strip():
+        return None
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ConfigError(f"{Env.CORS_ORIGINS} entries must be origins like https://app.example.com "
+                              f"(scheme, host, optional port; or * alone), got {origin!r}")
+    return origins
+
+
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:
     value = (env.get(name) or default).strip()
     try:
@@ -145,7 +181,9 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_timeout: float = 120.0       # seconds for one Images API request
-    image_model: str = "gpt-image-1"
+    image_model: str = "gpt-image-2"
+    image_models: tuple[str, ...] = ("gpt-image-2",)   # what options.model may name; the default among them
+    cors_origins: tuple[str, ...] | None = None        # None: the mode's default (snapasset.cors)
     provider: str = "local"            # local | openai | module:factory
     local_latency: float = 0.0
     media_dir: Path = Path("media")
@@ -203,6 +241,7 @@ class Settings:
             f"{supabase_url}/auth/v1/.well-known/jwks.json" if supabase_url else None)
         openai_key = env.get(Env.OPENAI_API_KEY) or None
         provider = env.get(Env.PROVIDER) or ("openai" if openai_key else "local")
+        image_model, image_models = _image_models(env)
         settings = cls(
             env=mode,
             port=_int(env, Env.PORT, 3001, 1),
@@ -218,7 +257,9 @@ class Settings:
             openai_api_key=openai_key,
             openai_base_url=env.get(Env.OPENAI_BASE_URL) or None,
             openai_timeout=_float(env, Env.OPENAI_TIMEOUT, 120.0),
-            image_model=env.get(Env.IMAGE_MODEL) or "gpt-image-1",
+            image_model=image_model,
+            image_models=image_models,
+            cors_origins=_cors_origins(env),
             provider=provider,
             local_latency=_float(env, Env.LOCAL_LATENCY, 0.0),
             media_dir=Path(env.get(Env.MEDIA_DIR) or "media"),
@@ -262,6 +303,17 @@ class Settings:
                 raise ConfigError(f"production needs {Env.SECRET_KEY} to sign stream tokens")
             if not self.redis_url:
                 raise ConfigError(f"production needs {Env.REDIS_URL}; the embedded Redis is for development")
+            if not self.supabase_url and not self.public_url:
+                raise ConfigError(f"production with local storage needs {Env.PUBLIC_URL} (e.g. "
+                                  "https://snapasset.example.com): webhook bodies carry absolute image URLs")
+
+    @property
+    def public_base_url(self) -> str | None:
+        """The absolute base for URLs handed out without a request to resolve them against
+        (webhook bodies): SNAPASSET_PUBLIC_URL, or in development the local web address."""
+        if self.public_url:
+            return self.public_url
+        return None if self.production else f"http://localhost:{self.port}"
 
     def signing_secret(self) -> str:
         """The HS256 secret for access tokens; in development one is generated and kept in data_dir."""

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from snapasset.redaction import clean_message
 
 __all__ = [
-    "APIError", "ErrorCode", "DomainError", "JobNotFound", "JobNotRetryable", "JobNotCancellable",
+    "APIError", "ErrorCode", "DomainError", "JobNotFound", "JobNotRetryable", "JobNotCancellable", "JobNotDeletable",
     "JobLimitExceeded", "IdempotencyConflict", "JobFailure", "ContentPolicyViolation", "ProviderError",
     "ProviderRateLimited", "InvalidImage", "StorageFailure", "JobTimedOut", "JobCancelled",
     "error_body", "init_app", "utcnow_iso",
@@ -32,6 +32,7 @@ class ErrorCode:
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     JOB_NOT_RETRYABLE = "JOB_NOT_RETRYABLE"
     JOB_NOT_CANCELLABLE = "JOB_NOT_CANCELLABLE"
+    JOB_NOT_DELETABLE = "JOB_NOT_DELETABLE"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
@@ -122,6 +123,10 @@ class JobNotCancellable(DomainError):
     pass
 
 
+class JobNotDeletable(DomainError):
+    pass
+
+
 class JobLimitExceeded(DomainError):
     """All of the user's unfinished-job slots are taken."""
 
@@ -135,6 +140,7 @@ _DOMAIN_ERRORS = {
     JobNotFound: (404, ErrorCode.JOB_NOT_FOUND, False),
     JobNotRetryable: (409, ErrorCode.JOB_NOT_RETRYABLE, False),
     JobNotCancellable: (409, ErrorCode.JOB_NOT_CANCELLABLE, False),
+    JobNotDeletable: (409, ErrorCode.JOB_NOT_DELETABLE, False),
     IdempotencyConflict: (409, ErrorCode.IDEMPOTENCY_CONFLICT, False),
     JobLimitExceeded: (429, ErrorCode.JOB_LIMIT_EXCEEDED, True),
 }
@@ -156,7 +162,7 @@ def _kilobytes(size: int) -> str:
 
 def init_app(app) -> None:
     """Answer every error of the app, ours and werkzeug's, with the JSON shape."""
-    from flask import current_app, jsonify
+    from flask import jsonify, request
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -183,7 +189,7 @@ def init_app(app) -> None:
                    405: "The method is not allowed for the requested URL"}.get(status, exc.description or "")
         details = None
         if status == 413:
-            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            limit = request.max_content_length   # the app's, or a route's own (the create body)
             message = f"The request body is larger than this API accepts ({_kilobytes(limit)})"
             details = {"body": f"must be at most {limit} bytes"}
         headers = {}
@@ -197,6 +203,13 @@ def init_app(app) -> None:
         log.error("redis unreachable: %s", exc)
         return respond(503, error_body(503, ErrorCode.SERVICE_UNAVAILABLE,
                                        "The job store is unreachable; try again shortly"),
+                       {"Retry-After": "5"})
+
+    @app.errorhandler(StorageFailure)
+    def handle_storage_down(exc: StorageFailure):
+        log.error("storage failed: %s", exc.message)
+        return respond(503, error_body(503, ErrorCode.SERVICE_UNAVAILABLE,
+                                       "The image storage is unreachable; try again shortly"),
                        {"Retry-After": "5"})
 
     @app.errorhandler(Exception)

@@ -29,6 +29,7 @@ from snapasset.schema import FITS
 __all__ = [
     "FORMATS", "MAX_PIXELS", "RenderedImage", "probe", "decode", "crop_box", "frame", "render",
     "contain_layout", "extension_canvas", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
+    "allowed_input_formats",
 ]
 
 # Output format name → (content type, file extension without the dot).
@@ -106,7 +107,7 @@ def decode(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImage("The image is empty")
     try:
-        img = Image.open(io.BytesIO(data), formats=_allowed_input_formats())
+        img = Image.open(io.BytesIO(data), formats=allowed_input_formats())
         width, height = img.size
         if width * height > MAX_PIXELS:
             raise InvalidImage(f"The image is too large to process ({width}×{height} pixels, "
@@ -132,7 +133,7 @@ def probe(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     pixel is decoded). Raises InvalidImage for bytes that are not an image, or for more pixels
     than ``max_pixels`` — what the source can legitimately send — before any memory is spent."""
     try:
-        with Image.open(io.BytesIO(data), formats=_allowed_input_formats()) as img:
+        with Image.open(io.BytesIO(data), formats=allowed_input_formats()) as img:
             width, height = img.size
     except _DECODE_ERRORS as exc:
         raise InvalidImage(f"The image could not be decoded: {exc}") from exc
@@ -142,7 +143,7 @@ def probe(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     return width, height
 
 
-def _allowed_input_formats() -> list[str]:
+def allowed_input_formats() -> list[str]:
     Image.init()
     return [f for f in _INPUT_FORMATS if f in Image.OPEN]
 
@@ -448,7 +449,7 @@ def preview_data_url(data: bytes, *, max_side: int = PREVIEW_SIDE, max_pixels: i
     so a large partial image never stays in memory at full size."""
     probe(data, max_pixels=max_pixels)
     try:
-        img = Image.open(io.BytesIO(data), formats=_allowed_input_formats())
+        img = Image.open(io.BytesIO(data), formats=allowed_input_formats())
         img.draft("RGB", (max_side, max_side))
         img.load()
     except _DECODE_ERRORS as exc:

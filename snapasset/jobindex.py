@@ -29,9 +29,9 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from snapasset import keys
+# jobrecord as a module (jobrecord.Status read at call time): jobrecord.forget calls this module
+from snapasset import jobrecord, keys
 from snapasset.errors import ErrorCode
-from snapasset.jobrecord import Status
 
 __all__ = ["score_of", "file_job", "forget_job", "Page", "read_page"]
 
@@ -48,11 +48,11 @@ def score_of(job: Job) -> int:
 def file_job(pipe, queue_name: str, job_id: str, user_id: str, score: int, status: str, *,
              code: str | None = None, ttl: int) -> None:
     """File the job under `status` (and, when failed, its error `code`) and out of every other."""
-    for other in Status.ALL:
+    for other in jobrecord.Status.ALL:
         if other != status:
             pipe.zrem(keys.queue_status_jobs(queue_name, other), job_id)
             pipe.zrem(keys.user_status_jobs(user_id, other), job_id)
-    failed_code = code if status == Status.FAILED else None
+    failed_code = code if status == jobrecord.Status.FAILED else None
     for other_code in ErrorCode.JOB_FAILURES:
         if other_code != failed_code:
             pipe.zrem(keys.queue_error_jobs(queue_name, other_code), job_id)
@@ -67,10 +67,10 @@ def file_job(pipe, queue_name: str, job_id: str, user_id: str, score: int, statu
 
 def forget_job(pipe, queue_name: str, job_id: str, user_id: str | None) -> None:
     """Take the job out of every set (it was removed)."""
-    targets = [keys.queue_jobs(queue_name), *(keys.queue_status_jobs(queue_name, s) for s in Status.ALL),
+    targets = [keys.queue_jobs(queue_name), *(keys.queue_status_jobs(queue_name, s) for s in jobrecord.Status.ALL),
                *(keys.queue_error_jobs(queue_name, c) for c in ErrorCode.JOB_FAILURES)]
     if user_id:
-        targets += [keys.user_jobs(user_id), *(keys.user_status_jobs(user_id, s) for s in Status.ALL)]
+        targets += [keys.user_jobs(user_id), *(keys.user_status_jobs(user_id, s) for s in jobrecord.Status.ALL)]
     for key in targets:
         pipe.zrem(key, job_id)
 

@@ -40,15 +40,17 @@ from typing import Any, ClassVar, TypedDict
 
 import redis
 from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry
 
-from snapasset import keys, rqcompat
+from snapasset import jobindex, keys, rqcompat
 from snapasset.errors import ErrorCode, utcnow_iso
 
 __all__ = ["Status", "api_status", "status_of", "iso", "Stage", "JobState", "new_state", "state_of", "owner_of",
            "stage_of", "start_attempt", "record_progress", "record_failure", "record_lost", "mark_cancelled",
            "is_marked_cancelled", "reset_for_retry", "undo_attempt", "stored_error", "failure_of", "record_result",
-           "result_of", "save_state",
-           "EventType", "Event", "Connected", "UserConnected", "Progress", "Image", "Failed",
+           "result_of", "save_state", "reference_keys", "forget", "WebhookStatus", "record_webhook_attempt",
+           "webhook_state",
+           "EventType", "Event", "Connected", "UserConnected", "Progress", "Image", "image_entry", "Failed",
            "Cancelled", "Done", "publish", "entry_payload", "is_terminal", "with_absolute_urls",
            "LOST_ERROR", "MAX_LOG_LINES", "JOB_STREAM_MAXLEN"]
 
@@ -131,10 +133,19 @@ class JobState(TypedDict, total=False):
     processedAt: str          # when the current attempt started (iso)
     retriedAt: str            # when the owner last retried it (iso)
     result: dict              # what a completed job made (RQ's result stream is deleted)
+    referenceKeys: dict       # {index in options.inputImages: storage key} of references uploaded as data URLs
 
 
-def new_state(user_id: str) -> JobState:
-    return {"userId": user_id, "progress": 0, "logs": [], "attempt": 0}
+def new_state(user_id: str, *, reference_keys: dict[str, str] | None = None) -> JobState:
+    state: JobState = {"userId": user_id, "progress": 0, "logs": [], "attempt": 0}
+    if reference_keys:
+        state["referenceKeys"] = reference_keys
+    return state
+
+
+def reference_keys(job: Job) -> dict[str, str]:
+    """Where the job's uploaded reference pictures are stored, by their index in inputImages."""
+    return state_of(job).get("referenceKeys") or {}
 
 
 def state_of(job: Job) -> JobState:
@@ -239,6 +250,53 @@ def result_of(job: Job):
     return state_of(job).get("result") or job.return_value()
 
 
+def forget(conn: redis.Redis, queue_name: str, job: Job) -> None:
+    """Remove the job from Redis: its record, events, cancel flag, webhook state and index entries."""
+    user_id = owner_of(job)
+    with conn.pipeline() as pipe:
+        job.delete(pipeline=pipe, remove_from_queue=True)
+        # RQ removes a job from the registry of its RQ status only: a stopped job (cancelled
+        # while active) is in the cancelled registry (rqcompat.move_to_cancelled), not its own
+        pipe.zrem(CanceledJobRegistry(job.origin, connection=conn).key, job.id)
+        pipe.delete(keys.job_events(job.id), keys.job_cancel(job.id), keys.job_webhook(job.id))
+        jobindex.forget_job(pipe, queue_name, job.id, user_id)
+        if user_id:
+            pipe.srem(keys.user_active_jobs(user_id), job.id)
+        pipe.execute()
+
+
+# -- the completion webhook's delivery ------------------------------------------------------
+# Kept in its own small hash (keys.job_webhook), not in the state: the delivery job writes it
+# while the owner may be retrying the job, and neither must overwrite the other.
+class WebhookStatus:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REFUSED = "refused"
+    ALL = (PENDING, DELIVERED, FAILED, REFUSED)
+
+
+def record_webhook_attempt(conn: redis.Redis, job_id: str, status: str, *, ttl: int,
+                           error: str | None = None) -> None:
+    """One delivery attempt of a job's webhook ended with `status` (and `error`)."""
+    key = keys.job_webhook(job_id)
+    fields_to_set = {"status": status, "lastError": error} if error else {"status": status}
+    if status == WebhookStatus.DELIVERED:
+        fields_to_set["deliveredAt"] = utcnow_iso()
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hincrby(key, "attempts", 1)
+        pipe.hset(key, mapping=fields_to_set)
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+
+def webhook_state(conn: redis.Redis, job_id: str) -> dict:
+    """The delivery state of a job's completion webhook (GET /api/jobs/:id `webhook`)."""
+    stored = {k.decode(): v.decode() for k, v in conn.hgetall(keys.job_webhook(job_id)).items()}
+    return {"status": stored.get("status", WebhookStatus.PENDING), "attempts": int(stored.get("attempts", 0)),
+            "lastError": stored.get("lastError"), "deliveredAt": stored.get("deliveredAt")}
+
+
 def save_state(job: Job, pipeline=None) -> None:
     """Store the state now, or on `pipeline` (with the events of the same moment)."""
     if pipeline is None:
@@ -310,7 +368,15 @@ class Progress(Event):
 class Image(Event):
     type: ClassVar[str] = EventType.IMAGE
     progress: int
-    image: dict
+    image: dict          # an image_entry()
+
+
+def image_entry(*, platform: str, platform_id: str, url: str, width: int, height: int, size: int, fmt: str,
+                blurhash: str, variant: int, source_index: int) -> dict:
+    """One rendered image as an `image` event and the result's `images` list carry it (SPEC §5,
+    §6): `variant` is which of the job's n pictures, `sourceIndex` which of its shape families."""
+    return {"platform": platform, "platformId": platform_id, "url": url, "width": width, "height": height,
+            "size": size, "format": fmt, "blurhash": blurhash, "variant": variant, "sourceIndex": source_index}
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ from rq.serializers import JSONSerializer
 
 from snapasset import jobindex, jobrecord, keys, rqcompat
 from snapasset.config import Env, Settings
-from snapasset.errors import IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotFound, JobNotRetryable
+from snapasset.errors import (
+    IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotDeletable, JobNotFound, JobNotRetryable,
+)
 from snapasset.estimates import Estimate, estimate
 from snapasset.jobrecord import Status, api_status, status_of
 from snapasset.schema import JobRequest, Priority
@@ -145,6 +147,14 @@ class JobService:
             raise JobNotFound()
         return job
 
+    def current_status(self, job_id: str) -> str | None:
+        """The API status as stored right now (one HGET), or None when there is no such job."""
+        stored = rqcompat.stored_status(self.conn, job_id)
+        return api_status(stored) if stored is not None else None
+
+    def webhook_state(self, job_id: str) -> dict:
+        return jobrecord.webhook_state(self.conn, job_id)
+
     def list(self, user_id: str, *, status: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """The user's jobs, newest first, `limit` at a time, and the cursor of the next page
         (None at the end); a cursor is opaque to clients."""
@@ -192,13 +202,16 @@ class JobService:
 
     # -- writing -----------------------------------------------------------------
     def create(self, user_id: str, request: JobRequest, *, idempotency_key: str | None = None,
-               quota: Quota | None = None) -> Created:
+               quota: Quota | None = None, job_id: str | None = None,
+               reference_keys: dict[str, str] | None = None) -> Created:
         """Enqueue a generation; an Idempotency-Key replays the first job (created=False).
 
         Only an accepted job takes from `quota`: a replay, a refused or a failed request takes
-        nothing.
+        nothing. `job_id` is the id to use (one is made when None); `reference_keys` where its
+        uploaded reference pictures are stored. A job counts once against every limit, whatever
+        its `n`.
         """
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         fingerprint = request.fingerprint()
         claim = None
         if idempotency_key:
@@ -208,7 +221,8 @@ class JobService:
                 return Created(replay, self._status_or_waiting(replay), created=False)
         try:
             with quota.admission() if quota is not None else nullcontext():
-                self._admit(user_id, job_id, lambda pipe: self._enqueue(pipe, job_id, user_id, request),
+                self._admit(user_id, job_id,
+                            lambda pipe: self._enqueue(pipe, job_id, user_id, request, reference_keys),
                             commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
         except BaseException:
             if claim:
@@ -216,7 +230,8 @@ class JobService:
             raise
         return Created(job_id, "queued", created=True)
 
-    def _enqueue(self, pipe, job_id: str, user_id: str, request: JobRequest) -> None:
+    def _enqueue(self, pipe, job_id: str, user_id: str, request: JobRequest,
+                 reference_keys: dict[str, str] | None) -> None:
         settings = self.settings
         intervals = settings.retry_intervals
         lane = self.lanes[Priority.ORDER.index(request.priority)]
@@ -227,7 +242,7 @@ class JobService:
             result_ttl=settings.job_ttl,
             failure_ttl=settings.job_ttl,
             retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-            meta=jobrecord.new_state(user_id),
+            meta=jobrecord.new_state(user_id, reference_keys=reference_keys),
             description=f"generation for {user_id}",
             pipeline=pipe,
         )
@@ -346,7 +361,7 @@ class JobService:
             job.started_at = job.ended_at = None
             for registry in (FailedJobRegistry, CanceledJobRegistry):
                 registry(job.origin, connection=self.conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
-            pipe.delete(keys.job_cancel(job_id), keys.job_events(job_id))
+            pipe.delete(keys.job_cancel(job_id), keys.job_events(job_id), keys.job_webhook(job_id))
             Queue(job.origin, connection=self.conn, serializer=JSONSerializer).enqueue_job(job, pipeline=pipe)
             jobindex.file_job(pipe, self.settings.queue_name, job_id, owner, jobindex.score_of(job), Status.WAITING,
                               ttl=self.settings.job_ttl)
@@ -356,10 +371,10 @@ class JobService:
 
     def _current_status(self, job: Job) -> str:
         """The API status as stored right now (JobNotFound if the job vanished meanwhile)."""
-        stored = rqcompat.stored_status(self.conn, job.id)
-        if stored is None:
+        status = self.current_status(job.id)
+        if status is None:
             raise JobNotFound()
-        return api_status(stored)
+        return status
 
     def cancel(self, job_id: str, user_id: str | None) -> None:
         """Cancel a waiting, delayed or active job.
@@ -398,3 +413,18 @@ class JobService:
             send_stop_job_command(self.conn, job_id, serializer=JSONSerializer)
         except InvalidJobOperation:
             pass   # between two steps of its worker: the flag stops it at the next report
+
+    # -- delete ---------------------------------------------------------------------
+    def deletable(self, job_id: str, user_id: str | None) -> Job:
+        """The caller's finished job, to delete (JobNotFound if not theirs, JobNotDeletable if
+        unfinished). The caller removes its records and images, then the job with remove()."""
+        job = self.fetch(job_id, user_id)
+        status = self._current_status(job)
+        if status not in Status.ENDED:
+            raise JobNotDeletable(f"Only completed, failed or cancelled jobs can be deleted; this one is {status}. "
+                                  "Cancel it first.")
+        return job
+
+    def remove(self, job: Job) -> None:
+        """Forget the job: its record, progress history, flags, webhook state and index entries."""
+        jobrecord.forget(self.conn, self.settings.queue_name, job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["PREFIX", "job_events", "user_events", "user_jobs", "job_cancel", "idempotency",
            "user_active_jobs", "stream_hub_wakeup", "job_outcomes", "job_durations", "user_status_jobs",
            "queue_jobs", "queue_status_jobs", "queue_error_jobs", "lane_wakeup",
-           "user_create_turn", "lost_job_recovery"]
+           "user_create_turn", "lost_job_recovery", "job_webhook"]
 
 PREFIX = "snapasset"
 
@@ -74,6 +74,11 @@ def stream_hub_wakeup(hub_id: str) -> str:
 def job_cancel(job_id: str) -> str:
     """Flag set when the owner cancelled a job; the running pipeline checks it between steps."""
     return f"{PREFIX}:job:{job_id}:cancel"
+
+
+def job_webhook(job_id: str) -> str:
+    """Hash of the delivery state of a job's completion webhook (status, attempts, lastError, deliveredAt)."""
+    return f"{PREFIX}:job:{job_id}:webhook"
 
 
 def idempotency(user_id: str, key: str) -> str:

@@ -4,11 +4,16 @@ from them."""
 
 from __future__ import annotations
 
+from snapasset.cors import ALLOWED_HEADERS
 from snapasset.errors import ErrorCode
-from snapasset.jobrecord import EventType, Stage, Status
+from snapasset.image_models import DEFAULT_MODEL
+from snapasset.jobrecord import EventType, Stage, Status, WebhookStatus
 from snapasset.platforms import PLATFORMS
-from snapasset.schema import (FITS, FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES, QUALITY_ALIASES, STYLES,
-                              Priority)
+from snapasset.references import MAX_REFERENCES
+from snapasset.schema import (
+    BACKGROUNDS, CUSTOM_PLATFORMS_MAX, CUSTOM_SIDE, FITS, FORMATS_ALLOWED, PROMPT_MAX, PROMPT_MIN, QUALITIES,
+    QUALITY_ALIASES, SEED_MAX, STYLES, TRANSPARENT_FORMATS, VARIANTS_MAX, WAIT_MAX, Priority,
+)
 
 __all__ = ["build_document", "OPENAPI_VERSION"]
 
@@ -19,7 +24,8 @@ JOB_FAILURE_CODES = ErrorCode.JOB_FAILURES
 API_ERROR_CODES = (
     ErrorCode.INVALID_REQUEST, ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.JOB_NOT_FOUND,
     ErrorCode.NOT_FOUND, ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.JOB_NOT_RETRYABLE,
-    ErrorCode.JOB_NOT_CANCELLABLE, ErrorCode.IDEMPOTENCY_CONFLICT, ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.JOB_NOT_CANCELLABLE, ErrorCode.JOB_NOT_DELETABLE, ErrorCode.IDEMPOTENCY_CONFLICT,
+    ErrorCode.PAYLOAD_TOO_LARGE,
     ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.JOB_LIMIT_EXCEEDED, ErrorCode.INTERNAL_ERROR,
     ErrorCode.SERVICE_UNAVAILABLE,
 )
@@ -68,14 +74,15 @@ RATE_HEADERS = {
 }
 
 
-def _schemas() -> dict:
+def _schemas(models: tuple[str, ...]) -> dict:
     platform_ids = list(PLATFORMS)
+    low, high = CUSTOM_SIDE
     image = {
         "type": "object",
         "required": ["platform", "platformId", "url", "width", "height", "size", "format"],
         "properties": {
             "platform": {"type": "string", "examples": ["Instagram Post"]},
-            "platformId": _ref("PlatformId"),
+            "platformId": {"type": "string", "description": "A built-in platform id, or a custom platform's id."},
             "url": {"type": "string", "format": "uri"},
             "width": {"type": "integer"}, "height": {"type": "integer"},
             "size": {"type": "integer", "description": "Bytes."},
@@ -84,6 +91,8 @@ def _schemas() -> dict:
             "sourceIndex": {"type": "integer", "minimum": 0,
                             "description": "Which of the job's pictures (one per shape family, in the order "
                                            "they were drawn) the image was cut from."},
+            "variant": {"type": "integer", "minimum": 0, "maximum": VARIANTS_MAX - 1,
+                        "description": "Which of the job's `n` pictures this image is rendered from."},
         },
     }
     return {
@@ -127,7 +136,48 @@ def _schemas() -> dict:
                 "priority": {"type": "string", "enum": list(Priority.ALL), "default": Priority.NORMAL,
                              "description": "Workers start `high` jobs before `normal` before `low`. `high` "
                                             "needs an API key with the `priority` scope or an admin (else 403)."},
+                "model": {"type": "string", "enum": list(models),
+                          "description": "The image model to draw with (this deployment's SNAPASSET_IMAGE_MODELS). "
+                                         "`xhigh` and `max` quality need a model that offers them."},
+                "n": {"type": "integer", "minimum": 1, "maximum": VARIANTS_MAX, "default": 1,
+                      "description": "Distinct pictures for the prompt, each rendered for every platform; "
+                                     "the job counts once against the limits."},
+                "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX,
+                         "description": "The same prompt, seed and size draw the same picture where the model "
+                                        "honours seeds; the result's `seed` is null where it does not."},
+                "background": {"type": "string", "enum": list(BACKGROUNDS), "default": "auto",
+                               "description": f"`transparent` needs format {', '.join(TRANSPARENT_FORMATS)}; "
+                                              "it stays transparent in every output."},
+                "inputImages": {"type": "array", "minItems": 1, "maxItems": MAX_REFERENCES,
+                                "items": {"type": "string",
+                                          "pattern": "^(https://|data:image/[a-zA-Z0-9.+-]+;base64,)"},
+                                "description": "Reference pictures for image-to-image work: https URLs (fetched "
+                                               "by the worker, ≤ 20 MB, ≤ 40 megapixels, public addresses only) "
+                                               "or data URLs (≤ 10 MB). The job's data shows an uploaded one "
+                                               "as its stored copy's URL."},
+                "customPlatforms": {"type": "array", "minItems": 1, "maxItems": CUSTOM_PLATFORMS_MAX,
+                                    "items": _ref("CustomPlatform"),
+                                    "description": "Extra outputs of sizes of your own; `platforms` may then be "
+                                                   "empty."},
             },
+        },
+        "CustomPlatform": {
+            "type": "object", "required": ["id", "width", "height"], "additionalProperties": False,
+            "properties": {"id": {"type": "string", "pattern": "^[a-z0-9-]{1,40}$",
+                                  "description": "Not a built-in platform id."},
+                           "width": {"type": "integer", "minimum": low, "maximum": high},
+                           "height": {"type": "integer", "minimum": low, "maximum": high},
+                           "maxBytes": {"type": "integer", "minimum": 10_000, "maximum": 50_000_000,
+                                        "description": "The file-size cap (default 8 MiB)."},
+                           "name": {"type": "string", "description": "In the job's data: the id."}},
+        },
+        "WebhookState": {
+            "type": "object", "required": ["status", "attempts", "lastError", "deliveredAt"],
+            "properties": {"status": {"type": "string", "enum": [WebhookStatus.PENDING, WebhookStatus.DELIVERED,
+                                                                WebhookStatus.FAILED, WebhookStatus.REFUSED]},
+                           "attempts": {"type": "integer", "minimum": 0},
+                           "lastError": {"type": ["string", "null"]},
+                           "deliveredAt": {"type": ["string", "null"], "format": "date-time"}},
         },
         "JobRequest": {
             "type": "object", "required": ["prompt", "platforms"], "additionalProperties": False,
@@ -136,8 +186,8 @@ def _schemas() -> dict:
                                                             "With an API key: required."},
                 "prompt": {"type": "string", "minLength": PROMPT_MIN, "maxLength": PROMPT_MAX,
                            "description": "Length counted after trimming."},
-                "platforms": {"type": "array", "minItems": 1, "uniqueItems": True,
-                              "items": _ref("PlatformId")},
+                "platforms": {"type": "array", "uniqueItems": True, "items": _ref("PlatformId"),
+                              "description": "At least one, unless `options.customPlatforms` is given."},
                 "options": _ref("Options"),
                 "webhookUrl": {"type": "string", "format": "uri"},
             },
@@ -171,6 +221,11 @@ def _schemas() -> dict:
                 "images": {"type": "array", "items": _ref("Image")},
                 "revisedPrompt": {"type": ["string", "null"]},
                 "provider": {"type": "string"}, "model": {"type": "string"},
+                "seed": {"type": ["integer", "null"],
+                         "description": "The seed the picture was drawn with; null when the model takes none."},
+                "background": {"type": "string", "enum": list(BACKGROUNDS),
+                               "description": "The background asked for (`transparent`: every image keeps its "
+                                              "alpha)."},
             },
         },
         "Job": {
@@ -192,7 +247,14 @@ def _schemas() -> dict:
                 "result": _ref("Result"),
                 "failedReason": {"type": "string"},
                 "error": _ref("JobError"),
+                "queuePosition": {"type": "integer", "minimum": 0,
+                                  "description": "Waiting jobs only: how many jobs start before it (0 = next)."},
+                "webhook": _ref("WebhookState"),
             },
+        },
+        "JobCreatedAndWaited": {
+            "description": "With `Prefer: wait`: the create fields and the job's full GET body.",
+            "allOf": [_ref("JobCreated"), _ref("Job")],
         },
         "JobList": {
             "type": "object", "required": ["jobs", "count", "status", "nextCursor"],
@@ -351,10 +413,17 @@ def _paths() -> dict:
                 "security": USER_AUTH,
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                                "description": "Same user and key within 24 h returns the first job (200)."}],
+                                "description": "Same user and key within 24 h returns the first job (200)."},
+                               {"name": "Prefer", "in": "header", "required": False,
+                                "schema": {"type": "string", "examples": ["wait", "wait=30"]},
+                                "description": f"`wait` or `wait=N` (1–{WAIT_MAX} s, default {WAIT_MAX}): hold the "
+                                               "answer until the job ends or the time is up; it then carries the "
+                                               "job's GET body too (`Preference-Applied` says so)."}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
                 "responses": {
-                    "201": {**_json(_ref("JobCreated"), "Queued."), "headers": RATE_HEADERS},
+                    "201": {**_json({"anyOf": [_ref("JobCreated"), _ref("JobCreatedAndWaited")]},
+                                    "Queued (with `Prefer: wait`: ended, or as it stands when the time was up)."),
+                            "headers": RATE_HEADERS},
                     "200": _json(_ref("JobCreated"), "An Idempotency-Key replay: the first job."),
                     **_errors("InvalidRequest", "Unauthorized", "Forbidden", "Conflict", "PayloadTooLarge",
                               "TooManyRequests", "ServiceUnavailable"),
@@ -374,6 +443,16 @@ def _paths() -> dict:
                 "security": USER_AUTH, "parameters": [JOB_ID, USER_ID],
                 "responses": {"200": _json(_ref("Job"), "The job."),
                               **_errors("Unauthorized", "NotFound", "TooManyRequests")},
+            },
+            "delete": {
+                "tags": ["jobs"], "operationId": "deleteJob",
+                "summary": "Delete a finished job with its history, records and stored images",
+                "description": "Completed, failed or cancelled jobs only (cancel an unfinished one first: "
+                               "`409 JOB_NOT_DELETABLE`).",
+                "security": USER_AUTH, "parameters": [JOB_ID, USER_ID],
+                "responses": {"204": {"description": "Deleted."},
+                              **_errors("Unauthorized", "NotFound", "Conflict", "TooManyRequests",
+                                        "ServiceUnavailable")},
             },
         },
         "/api/jobs/{jobId}/retry": {
@@ -523,7 +602,7 @@ def _responses() -> dict:
                  "Unauthorized": "Missing, malformed, expired or otherwise invalid credentials.",
                  "Forbidden": "Authenticated, but not allowed.",
                  "NotFound": "No such job (or not the caller's), or no such route.",
-                 "Conflict": "JOB_NOT_RETRYABLE, JOB_NOT_CANCELLABLE or IDEMPOTENCY_CONFLICT.",
+                 "Conflict": "JOB_NOT_RETRYABLE, JOB_NOT_CANCELLABLE, JOB_NOT_DELETABLE or IDEMPOTENCY_CONFLICT.",
                  "PayloadTooLarge": "The body is too large.",
                  "TooManyRequests": "RATE_LIMIT_EXCEEDED or JOB_LIMIT_EXCEEDED; see `Retry-After`.",
                  "InternalError": "INTERNAL_ERROR; no stack trace or secret in the body.",
@@ -535,8 +614,9 @@ def _responses() -> dict:
     return out
 
 
-def build_document(*, server_url: str | None = None) -> dict:
-    """The whole OpenAPI 3.1 document; `server_url` is where this deployment answers."""
+def build_document(*, server_url: str | None = None, models: tuple[str, ...] = (DEFAULT_MODEL,)) -> dict:
+    """The whole OpenAPI 3.1 document; `server_url` is where this deployment answers, `models` the
+    image models its requests may name."""
     document = {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -544,7 +624,9 @@ def build_document(*, server_url: str | None = None) -> dict:
             "summary": "One prompt in, ready-to-post images out.",
             "description": "Create an image-generation job for several social platforms, follow it live "
                            "over Server-Sent Events, fetch the rendered images. Every error is JSON in the "
-                           "`Error` shape. Rate limits are reported in `X-RateLimit-*` headers.",
+                           "`Error` shape. Rate limits are reported in `X-RateLimit-*` headers. Pages on the "
+                           "origins a deployment lists (SNAPASSET_CORS_ORIGINS) may call every `/api/` route; "
+                           f"preflights allow the headers {', '.join(ALLOWED_HEADERS)}.",
         },
         "tags": [{"name": "jobs"}, {"name": "live updates"}, {"name": "queue admin"}, {"name": "operators"},
                  {"name": "meta"},
@@ -552,7 +634,7 @@ def build_document(*, server_url: str | None = None) -> dict:
         "security": USER_AUTH,
         "paths": _paths(),
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(models),
             "responses": _responses(),
             "headers": {
                 "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests allowed in the window."},

@@ -5,9 +5,11 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-__all__ = ["Platform", "PLATFORMS", "get_platform", "describe_unknown"]
+__all__ = ["Platform", "PLATFORMS", "get_platform", "describe_unknown", "custom_platform", "job_platforms",
+           "CUSTOM_MAX_BYTES"]
 
 MB = 1024 * 1024
+CUSTOM_MAX_BYTES = 8 * MB     # a custom platform's cap when it names none
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,15 @@ def describe_unknown(unknown: list[str]) -> str:
         named.append(f"'{platform_id}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     return (f"unknown platform{'s' if len(unknown) > 1 else ''} {', '.join(named)}; "
             f"valid ids: {', '.join(PLATFORMS)}")
+
+
+def custom_platform(spec: dict) -> Platform:
+    """A job's own output size (options.customPlatforms entry, already validated): named by its id."""
+    return Platform(spec["id"], spec.get("name", spec["id"]), spec["width"], spec["height"],
+                    spec.get("maxBytes") or CUSTOM_MAX_BYTES)
+
+
+def job_platforms(data: dict) -> list[Platform]:
+    """Every output of a job's data: its built-in platforms, then its custom ones."""
+    customs = (data.get("options") or {}).get("customPlatforms") or []
+    return [get_platform(p) for p in data["platforms"]] + [custom_platform(c) for c in customs]

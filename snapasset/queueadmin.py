@@ -92,23 +92,10 @@ class QueueAdmin:
                     ended = ended.replace(tzinfo=timezone.utc)
                 if ended > cutoff:
                     continue
-                self._remove(job)
+                jobrecord.forget(self.conn, self.settings.queue_name, job)
                 start -= 1
                 removed += 1
         return removed
-
-    def _remove(self, job: Job) -> None:
-        user_id = jobrecord.owner_of(job)
-        with self.conn.pipeline() as pipe:
-            job.delete(pipeline=pipe, remove_from_queue=True)
-            # RQ removes a job from the registry of its RQ status only: a stopped job (cancelled
-            # while active) is in the cancelled registry (rqcompat.move_to_cancelled), not its own
-            pipe.zrem(CanceledJobRegistry(job.origin, connection=self.conn).key, job.id)
-            pipe.delete(keys.job_events(job.id), keys.job_cancel(job.id))
-            jobindex.forget_job(pipe, self.settings.queue_name, job.id, user_id)
-            if user_id:
-                pipe.srem(keys.user_active_jobs(user_id), job.id)
-            pipe.execute()
 
     # -- operators -----------------------------------------------------------------------------
     def list_all(self, *, status: str | None, user_id: str | None, error_code: str | None, limit: int,

@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from snapasset.config import Settings
 from snapasset.errors import APIError, ErrorCode
-from snapasset.platforms import PLATFORMS, describe_unknown
+from snapasset.image_models import ALL_QUALITIES, model_spec
+from snapasset.platforms import PLATFORMS, custom_platform, describe_unknown
+from snapasset.references import MAX_REFERENCES, ReferenceError, check_reference_url, read_data_url
+from snapasset.webhooks import WebhookDeliveryError, check_target
 
-__all__ = ["JobRequest", "parse_job_request", "QUALITY_ALIASES", "FORMATS_ALLOWED", "FITS", "invalid"]
+__all__ = ["JobRequest", "parse_job_request", "QUALITY_ALIASES", "FORMATS_ALLOWED", "FITS", "invalid", "BACKGROUNDS",
+           "TRANSPARENT_FORMATS", "VARIANTS_MAX", "SEED_MAX", "CUSTOM_PLATFORMS_MAX", "CUSTOM_SIDE", "WAIT_DEFAULT",
+           "WAIT_MAX"]
 
 PROMPT_MIN, PROMPT_MAX = 10, 4000
-QUALITIES = ("low", "medium", "high", "auto")
+QUALITIES = ALL_QUALITIES          # xhigh and max only for the models that take them
 QUALITY_ALIASES = {"standard": "medium", "hd": "high"}  # accepted from older clients
 STYLES = ("vivid", "natural")
 FORMATS_ALLOWED = ("jpeg", "png", "webp", "avif")
 FITS = ("cover", "contain", "extend")   # how a picture fills a platform's frame (SPEC §5)
+BACKGROUNDS = ("auto", "opaque", "transparent")
+TRANSPARENT_FORMATS = ("png", "webp", "avif")
+VARIANTS_MAX = 4
+SEED_MAX = 2**31 - 1
+CUSTOM_PLATFORMS_MAX = 4
+CUSTOM_SIDE = (64, 4096)
+CUSTOM_ID = r"[a-z0-9-]{1,40}"
+WAIT_DEFAULT, WAIT_MAX = 60, 60     # Prefer: wait (seconds)
 TOP_FIELDS = {"userId", "prompt", "platforms", "options", "webhookUrl"}
-OPTION_FIELDS = {"quality", "style", "format", "fit", "priority"}
+OPTION_FIELDS = {"quality", "style", "format", "fit", "priority", "model", "n", "seed", "background", "inputImages",
+                 "customPlatforms"}
 
 
 class Priority:
@@ -47,11 +63,15 @@ class JobRequest:
     options: dict = field(default_factory=dict)
     webhook_url: str | None = None
     user_id: str | None = None  # as given in the body, checked against the caller elsewhere
+    # inputImages given as data URLs: (index in inputImages, picture bytes), read at parse time
+    uploads: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
+    # once stored (snapasset.api.jobs): index → the stored copy's URL, shown in the job's data
+    stored_urls: dict[int, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """What makes two requests 'the same' for an Idempotency-Key."""
-        body = asdict(self)
-        body.pop("user_id")
+        """What makes two requests 'the same' for an Idempotency-Key (data URLs by their text)."""
+        body = {"prompt": self.prompt, "platforms": self.platforms, "options": self.options,
+                "webhook_url": self.webhook_url}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -59,15 +79,22 @@ class JobRequest:
         return self.options.get("priority", Priority.NORMAL)
 
     def payload(self, user_id: str) -> dict:
-        """The job's data as stored and shown (SPEC: data: {userId, prompt, platforms, options})."""
+        """The job's data as stored and shown (SPEC: data: {userId, prompt, platforms, options});
+        an uploaded reference picture appears as its stored copy's URL, never as its bytes."""
+        options = dict(self.options)
+        if "inputImages" in options:
+            options["inputImages"] = [self.stored_urls.get(index, url)
+                                      for index, url in enumerate(options["inputImages"])]
         data = {"userId": user_id, "prompt": self.prompt, "platforms": list(self.platforms),
-                "options": dict(self.options)}
+                "options": options}
         if self.webhook_url:
             data["webhookUrl"] = self.webhook_url
         return data
 
 
-def parse_job_request(body) -> JobRequest:
+def parse_job_request(body, settings: Settings) -> JobRequest:
+    """Validate a create body; settings say which models may be named and whether private
+    addresses are allowed for webhooks and reference pictures."""
     if not isinstance(body, dict):
         raise invalid({"body": "must be a JSON object"}, "The request body must be a JSON object")
     details: dict[str, str] = {}
@@ -91,8 +118,8 @@ def parse_job_request(body) -> JobRequest:
         details["platforms"] = "is required"
     elif not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
         details["platforms"] = "must be an array of platform ids"
-    elif not platforms:
-        details["platforms"] = "must name at least one platform"
+    elif not platforms and not (isinstance(body.get("options"), dict) and body["options"].get("customPlatforms")):
+        details["platforms"] = "must name at least one platform (or give options.customPlatforms)"
     else:
         unknown = [p for p in platforms if p not in PLATFORMS]
         duplicates = sorted({p for p in platforms if platforms.count(p) > 1})
@@ -101,7 +128,7 @@ def parse_job_request(body) -> JobRequest:
         elif duplicates:
             details["platforms"] = f"duplicate platform(s): {', '.join(duplicates)}"
 
-    options = _parse_options(body.get("options"), details)
+    options, uploads = _parse_options(body.get("options"), details, settings)
 
     webhook_url = body.get("webhookUrl")
     if webhook_url is not None:
@@ -113,6 +140,11 @@ def parse_job_request(body) -> JobRequest:
                 details["webhookUrl"] = "must be an absolute http(s) URL"
             elif parts.username or parts.password:
                 details["webhookUrl"] = "must not contain credentials"
+            else:
+                try:   # a host that *is* a refused address; names are checked when delivering
+                    check_target(webhook_url, settings.webhook_allow_private, resolve=False)
+                except WebhookDeliveryError as exc:
+                    details["webhookUrl"] = str(exc)
 
     user_id = body.get("userId")
     if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
@@ -121,7 +153,7 @@ def parse_job_request(body) -> JobRequest:
     if details:
         raise invalid(details)
     return JobRequest(prompt=prompt, platforms=tuple(platforms), options=options,
-                      webhook_url=webhook_url, user_id=user_id)
+                      webhook_url=webhook_url, user_id=user_id, uploads=uploads)
 
 
 def _choice(options: dict, name: str, allowed: tuple[str, ...], parsed: dict, details: dict) -> None:
@@ -135,20 +167,30 @@ def _choice(options: dict, name: str, allowed: tuple[str, ...], parsed: dict, de
         parsed[name] = value
 
 
-def _parse_options(options, details: dict) -> dict:
+def _parse_options(options, details: dict, settings: Settings) -> tuple[dict, tuple[tuple[int, bytes], ...]]:
     if options is None:
-        return {"format": "jpeg"}
+        options = {}
     if not isinstance(options, dict):
         details["options"] = "must be an object"
-        return {}
+        return {}, ()
     for name in sorted(set(options) - OPTION_FIELDS):
         details[f"options.{name}"] = "is not a known option"
     parsed: dict = {}
+    model = options.get("model")
+    if model is not None:
+        if model not in settings.image_models:
+            details["options.model"] = f"must be one of {', '.join(settings.image_models)}"
+        else:
+            parsed["model"] = model
     quality = options.get("quality")
     if quality is not None:
         quality = QUALITY_ALIASES.get(quality, quality) if isinstance(quality, str) else quality
+        offered = model_spec(parsed.get("model", settings.image_model)).qualities
         if quality not in QUALITIES:
             details["options.quality"] = f"must be one of {', '.join(QUALITIES + tuple(QUALITY_ALIASES))}"
+        elif quality not in offered:
+            details["options.quality"] = (f"{quality} is not offered by {parsed.get('model', settings.image_model)}"
+                                          f" (it takes {', '.join(offered)})")
         else:
             parsed["quality"] = quality
     _choice(options, "style", STYLES, parsed, details)
@@ -159,4 +201,80 @@ def _parse_options(options, details: dict) -> dict:
     else:
         parsed["format"] = fmt
     _choice(options, "fit", FITS, parsed, details)
-    return parsed
+    _whole_option(options, "n", 1, VARIANTS_MAX, details, parsed, default=1)
+    _whole_option(options, "seed", 0, SEED_MAX, details, parsed)
+    background = options.get("background", "auto")
+    if background not in BACKGROUNDS:
+        details["options.background"] = f"must be one of {', '.join(BACKGROUNDS)}"
+    elif background == "transparent" and parsed.get("format") not in TRANSPARENT_FORMATS:
+        details["options.background"] = (f"transparent needs format {', '.join(TRANSPARENT_FORMATS)} "
+                                         f"(not {fmt}: it has no transparency)")
+    else:
+        parsed["background"] = background
+    uploads = _parse_input_images(options.get("inputImages"), details, settings, parsed)
+    _parse_custom_platforms(options.get("customPlatforms"), details, parsed)
+    return parsed, uploads
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _whole_option(options: dict, name: str, low: int, high: int, details: dict, parsed: dict,
+                  default: int | None = None) -> None:
+    value = options.get(name, default)
+    if value is None:
+        return
+    if not _whole(value) or not low <= value <= high:
+        details[f"options.{name}"] = f"must be a whole number from {low} to {high}"
+    else:
+        parsed[name] = value
+
+
+def _parse_input_images(images, details: dict, settings: Settings, parsed: dict) -> tuple[tuple[int, bytes], ...]:
+    if images is None:
+        return ()
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images) \
+            or not 1 <= len(images) <= MAX_REFERENCES:
+        details["options.inputImages"] = f"must be an array of 1 to {MAX_REFERENCES} URLs"
+        return ()
+    uploads = []
+    for index, url in enumerate(images):
+        try:
+            if url.startswith("data:"):
+                uploads.append((index, read_data_url(url)))
+            else:
+                check_reference_url(url, settings.webhook_allow_private)
+        except ReferenceError as exc:
+            details[f"options.inputImages[{index}]"] = str(exc)
+    parsed["inputImages"] = images
+    return tuple(uploads)
+
+
+def _parse_custom_platforms(customs, details: dict, parsed: dict) -> None:
+    if customs is None:
+        return
+    if not isinstance(customs, list) or not 1 <= len(customs) <= CUSTOM_PLATFORMS_MAX:
+        details["options.customPlatforms"] = f"must be an array of 1 to {CUSTOM_PLATFORMS_MAX} objects"
+        return
+    low, high = CUSTOM_SIDE
+    seen = set()
+    for index, custom in enumerate(customs):
+        where = f"options.customPlatforms[{index}]"
+        if not isinstance(custom, dict) or set(custom) - {"id", "width", "height", "maxBytes"}:
+            details[where] = "must be an object with id, width, height and optionally maxBytes"
+            continue
+        platform_id = custom.get("id")
+        if not isinstance(platform_id, str) or not re.fullmatch(CUSTOM_ID, platform_id):
+            details[f"{where}.id"] = "must be 1 to 40 of a-z, 0-9 and -"
+        elif platform_id in PLATFORMS or platform_id in seen:
+            details[f"{where}.id"] = "is already a platform of this job (built-in ids are taken)"
+        seen.add(platform_id)
+        for side in ("width", "height"):
+            if not _whole(custom.get(side)) or not low <= custom[side] <= high:
+                details[f"{where}.{side}"] = f"must be a whole number from {low} to {high}"
+        max_bytes = custom.get("maxBytes")
+        if max_bytes is not None and (not _whole(max_bytes) or not 10_000 <= max_bytes <= 50_000_000):
+            details[f"{where}.maxBytes"] = "must be a whole number of bytes from 10000 to 50000000"
+    if not any(key.startswith("options.customPlatforms") for key in details):
+        parsed["customPlatforms"] = [custom_platform(custom).to_json() for custom in customs]

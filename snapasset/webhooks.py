@@ -38,7 +38,8 @@ from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from snapasset.errors import utcnow_iso
 
-__all__ = ["sign", "build_event", "with_absolute_urls", "deliver", "check_target", "message_id", "WebhookDeliveryError",
+__all__ = ["sign", "build_event", "with_absolute_urls", "deliver", "check_target", "message_id", "guarded_session",
+           "WebhookDeliveryError",
            "WebhookTargetRefused", "EVENT_COMPLETED", "EVENT_FAILED"]
 
 EVENT_COMPLETED = "job.completed"
@@ -219,7 +220,7 @@ def _connect_checked(host: str, port: int, timeout, source_address, socket_optio
 
 class _CheckedConnectionMixin:
     allow_private = False
-    opened: list   # every connection of this delivery attempt (set per _session by _adapter)
+    opened: list   # every connection of this delivery attempt (set per guarded_session by _adapter)
 
     def _new_conn(self) -> socket.socket:
         self.opened.append(self)
@@ -251,10 +252,13 @@ def _adapter(allow_private: bool, opened: list) -> HTTPAdapter:
     return CheckedAdapter(max_retries=0)
 
 
-def _session(allow_private: bool, opened: list) -> requests.Session:
+def guarded_session(allow_private: bool, opened: list | None = None) -> requests.Session:
+    """A requests session whose every connection goes only to addresses the guard allows
+    (also used to fetch reference pictures, snapasset.references); each connection it opens is
+    added to `opened`, for a deadline to cut off."""
     session = requests.Session()
     session.trust_env = False          # no proxies (they would connect for us, unchecked) and no .netrc
-    adapter = _adapter(allow_private, opened)
+    adapter = _adapter(allow_private, [] if opened is None else opened)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -296,7 +300,7 @@ def deliver(url: str, payload: dict, *, secret: str, msg_id: str, allow_private:
 
     deadline = threading.Timer(timeout, cut_off)
     deadline.daemon = True
-    with _session(allow_private, opened) as session:
+    with guarded_session(allow_private, opened) as session:
         deadline.start()
         try:
             response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,

@@ -103,13 +103,16 @@ def out_of_view(driver, *element_ids: str) -> list[str]:
 
 def tab_to(driver, element_id: str, *, back: bool = False, limit: int = 40) -> None:
     """Press Tab (Shift+Tab with `back`) until the element has the focus, as a keyboard user would."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    key = Keys.SHIFT + Keys.TAB if back else Keys.TAB
     for _ in range(limit):
         if driver.switch_to.active_element.get_attribute("id") == element_id:
             return
-        driver.switch_to.active_element.send_keys(key)
+        # keys to the page, not to the element: on a file input, send_keys would mean "upload"
+        keys = ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT) if back \
+            else ActionChains(driver).send_keys(Keys.TAB)
+        keys.perform()
     raise AssertionError(f"{'Shift+' if back else ''}Tab never reached #{element_id}")
 
 
@@ -294,5 +297,102 @@ def test_api_docs_list_every_operation_render_markdown_and_try_one(web_server, b
         By.CSS_SELECTOR, "#listPlatforms pre").text) and text)
     assert output.startswith("200")
     assert (violations := axe_violations(browser)) == [], violations
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+CROSS_ORIGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>another origin</title>
+<script>
+window.outcome = {events: [], status: null, remaining: null, error: null};
+fetch(%(api)s + "/api/jobs", {method: "POST",
+      headers: {"Authorization": "Bearer " + %(token)s, "Content-Type": "application/json"},
+      body: JSON.stringify({prompt: "A hot air balloon over a green valley", platforms: ["og-image"]})})
+  .then(function (r) {
+    window.outcome.status = r.status;
+    window.outcome.remaining = r.headers.get("X-RateLimit-Remaining");
+    return r.json();
+  })
+  .then(function (job) {
+    var source = new EventSource(job.streamUrl);
+    source.onmessage = function (message) {
+      var event = JSON.parse(message.data);
+      window.outcome.events.push(event.type);
+      if (event.type === "done") source.close();
+    };
+    source.onerror = function () { if (source.readyState === 2) window.outcome.error = "stream closed"; };
+  })
+  .catch(function (e) { window.outcome.error = String(e); });
+</script>"""
+
+
+def test_a_page_on_another_origin_creates_a_job_and_follows_it_live(web_server, worker_process, browser):
+    """The preflight (Authorization + JSON ask for one), the exposed rate-limit header and a
+    cross-origin EventSource, from a page served on another port (development allows local origins)."""
+    import json
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.stubs._server import Reply, StubServer
+
+    base, settings = web_server
+    worker_process()
+    wait_for(lambda: requests.get(f"{base}/ready", timeout=2).status_code == 200, timeout=60, interval=0.2)
+    html = CROSS_ORIGIN_PAGE % {"api": json.dumps(base),
+                                "token": json.dumps(mint_access_token(settings, str(uuid.uuid4())))}
+
+    class Page(StubServer):
+        def respond(self, request):
+            return Reply(headers={"Content-Type": "text/html; charset=utf-8"}, body=html.encode())
+
+    with Page.start() as page:
+        assert page.url.rsplit(":", 1)[1] != base.rsplit(":", 1)[1]
+        browser.get(page.url + "/")
+        outcome = WebDriverWait(browser, 60).until(lambda d: (o := d.execute_script("return window.outcome"))
+                                                   and ("done" in o["events"] or o["error"]) and o)
+    assert outcome["error"] is None, outcome
+    assert outcome["status"] == 201
+    assert outcome["remaining"] is not None and int(outcome["remaining"]) >= 0
+    assert outcome["events"][0] == "connected" and outcome["events"][-1] == "done"
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_the_page_offers_model_variants_and_a_reference_picture(web_server, worker_process, browser, tmp_path):
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    base, settings = web_server
+    worker_process()
+    wait_for(lambda: requests.get(f"{base}/ready", timeout=2).status_code == 200, timeout=60, interval=0.2)
+    reference = tmp_path / "product.png"
+    Image.new("RGB", (300, 200), (255, 0, 255)).save(reference)
+
+    browser.get(base + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_elements(By.ID, "platform-og-image"))
+    browser.find_element(By.ID, "token").send_keys(mint_access_token(settings, str(uuid.uuid4())))
+    browser.find_element(By.ID, "prompt").send_keys("A red rocket launching at night over a city")
+    browser.find_element(By.ID, "platform-og-image").click()
+    browser.find_element(By.CSS_SELECTOR, "#more-options > summary").click()
+    assert [o.text for o in Select(browser.find_element(By.ID, "model")).options] == list(settings.image_models)
+    variants = browser.find_element(By.ID, "variants")
+    variants.clear()
+    variants.send_keys("2")
+    browser.find_element(By.ID, "reference").send_keys(str(reference))
+    browser.find_element(By.ID, "submit").click()
+
+    wait.until(lambda d: d.find_element(By.ID, "stage").text.startswith("Done")
+               or d.find_element(By.ID, "job-error").text or d.find_element(By.ID, "form-error").text)
+    assert not browser.find_element(By.ID, "form-error").text and not browser.find_element(By.ID, "job-error").text
+    items = browser.find_elements(By.CSS_SELECTOR, "#images li")
+    assert sorted(item.get_attribute("data-key") for item in items) == ["og-image/0", "og-image/1"]
+    for url in (item.find_element(By.TAG_NAME, "a").get_attribute("href") for item in items):
+        with Image.open(io.BytesIO(requests.get(url, timeout=10).content)) as picture:
+            centre = picture.convert("RGB").getpixel((picture.width // 2, round(picture.height * 0.52)))
+        # the reference, worked into each variant (JPEG: within a few levels)
+        assert max(abs(a - b) for a, b in zip(centre, (255, 0, 255))) <= 8, (url, centre)
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors

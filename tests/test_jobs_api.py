@@ -114,7 +114,9 @@ def test_finished_jobs_cannot_be_cancelled_and_unfinished_ones_cannot_be_retried
 
 def test_cancel_an_active_job_mid_render_on_a_real_worker(client, auth, settings, redis_handle, worker_process):
     worker_process()
-    body = {"prompt": "A lighthouse on a cliff at dusk", "platforms": EVERY_PLATFORM, "options": {"format": "png"}}
+    # 4 variants × every platform: enough renders that the cancel lands while they are under way
+    body = {"prompt": "A lighthouse on a cliff at dusk", "platforms": EVERY_PLATFORM,
+            "options": {"format": "png", "n": 4}}
     job_id = client.post("/api/jobs", json=body, headers=auth).json["jobId"]
     # wait until the worker has uploaded and recorded at least one image
     wait_for(lambda: "image" in event_types(redis_handle, job_id), timeout=60, interval=0.01)

@@ -170,3 +170,42 @@ def test_the_picture_is_drawn_at_the_size_asked_not_enlarged():
     small = pixels(generate("A red bicycle in the city", 768, 512).data).convert("L")
     enlarged = small.resize(large.size, Image.Resampling.BICUBIC)
     assert finest_detail(large) > 2 * finest_detail(enlarged)
+
+
+# -- seed, variants, transparency, a reference picture ---------------------------------------
+
+def test_the_same_seed_draws_the_same_bytes_and_another_seed_another_picture():
+    first, again, other = generate(seed=42), generate(seed=42), generate(seed=43)
+    assert first.data == again.data and first.seed == 42
+    assert other.data != first.data
+    assert ImageChops.difference(pixels(first.data).convert("RGB"), pixels(other.data).convert("RGB")).getbbox()
+
+
+def test_without_a_seed_the_result_names_one_that_draws_the_picture_again():
+    unseeded = generate()
+    assert unseeded.seed is not None and generate(seed=unseeded.seed).data == unseeded.data
+
+
+def test_variants_are_distinct_pictures_each_reproducible_by_its_seed():
+    result = generate(seed=7, n=3)
+    assert len(result.pictures) == 3 and len(set(result.pictures)) == 3
+    assert result.pictures[2] == generate(seed=9).data
+
+
+def test_a_transparent_background_is_see_through_at_the_top_and_opaque_below():
+    image = pixels(generate(background="transparent", output_format="jpeg").data)
+    assert image.mode == "RGBA" and image.format == "PNG"
+    alpha = image.getchannel("A")
+    assert alpha.getpixel((image.width // 2, 5)) == 0
+    assert alpha.getpixel((image.width // 2, image.height - 5)) == 255
+
+
+def test_the_first_reference_picture_is_visibly_placed_in_the_scene():
+    reference = Image.new("RGB", (400, 300), (255, 0, 255))     # a magenta no landscape draws
+    buffer = io.BytesIO()
+    reference.save(buffer, "PNG")
+    image = pixels(generate(seed=1, input_images=(buffer.getvalue(),)).data).convert("RGB")
+    centre = image.getpixel((image.width // 2, round(image.height * 0.52)))
+    assert centre == (255, 0, 255)
+    magenta = dict((colour, count) for count, colour in image.getcolors(image.width * image.height))[(255, 0, 255)]
+    assert magenta > 0.1 * image.width * image.height          # a sizeable part of the frame, not a speck

@@ -56,15 +56,18 @@ def assert_no_secret(exc: Exception):
 
 def test_construction_is_offline_and_rejects_unknown_models(openai_stub):
     OpenAIProvider(api_key=API_KEY, base_url="http://127.0.0.1:9/v1")   # nothing listens there: no I/O yet
-    with pytest.raises(ValueError, match="unknown OpenAI image model 'dall-e-3'"):
-        OpenAIProvider(api_key=API_KEY, model="dall-e-3")
+    with pytest.raises(ValueError, match="unknown OpenAI image model 'gpt-image-9'"):
+        OpenAIProvider(api_key=API_KEY, model="gpt-image-9")
+    for retired in ("dall-e-3", "gpt-image-1", "gpt-image-1-2025-04-15"):
+        with pytest.raises(ValueError, match="retired|shut down"):
+            OpenAIProvider(api_key=API_KEY, model=retired)
     with pytest.raises(ValueError, match="partial_images"):
         OpenAIProvider(api_key=API_KEY, partial_images=5)
     assert API_KEY not in repr(make_provider(openai_stub))
     assert openai_stub.requests == []
 
 
-@pytest.mark.parametrize("model", ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"])
+@pytest.mark.parametrize("model", ["gpt-image-1-mini", "gpt-image-1.5"])
 def test_fixed_size_models_pick_the_standard_size_that_crops_least(model):
     provider = OpenAIProvider(api_key=API_KEY, model=model)
     assert provider.choose_size(platforms("twitter-post", "facebook-post")) == (1536, 1024)
@@ -93,15 +96,15 @@ def test_gpt_image_2_uses_16_9_for_landscape_posts():
 
 def test_success_decodes_the_image_and_records_usage_and_size(openai_stub):
     openai_stub.script([success(revised_prompt="A red lighthouse at dawn")])
-    provider = make_provider(openai_stub, model="gpt-image-1")
+    provider = make_provider(openai_stub, model="gpt-image-1.5")
     result = provider.generate(request_for(provider, "twitter-post", "facebook-post", quality="high"))
 
     assert image_size(result.data) == (1536, 1024)
-    assert result.provider == "openai" and result.model == "gpt-image-1"
+    assert result.provider == "openai" and result.model == "gpt-image-1.5"
     assert result.revised_prompt == "A red lighthouse at dawn"
     assert result.usage["total_tokens"] == 4210 and result.usage["input_tokens_details"]["text_tokens"] == 50
     [sent] = openai_stub.generations
-    assert sent.json["model"] == "gpt-image-1"
+    assert sent.json["model"] == "gpt-image-1.5"
     assert sent.json["size"] == "1536x1024"
     assert sent.json["quality"] == "high"
     assert sent.json["n"] == 1
@@ -125,7 +128,7 @@ def test_gpt_image_2_request_carries_the_custom_size(openai_stub):
 
 
 def test_fixed_size_model_refuses_a_size_it_cannot_draw(openai_stub):
-    provider = make_provider(openai_stub, model="gpt-image-1")
+    provider = make_provider(openai_stub, model="gpt-image-1.5")
     with pytest.raises(ValueError, match="1536x1024"):
         provider.generate(GenerationRequest(prompt="x", width=1536, height=864))
     assert openai_stub.requests == []
@@ -141,7 +144,7 @@ def test_usage_is_none_when_the_response_has_none(openai_stub):
 
 def test_streaming_hands_each_partial_image_to_on_partial(openai_stub):
     openai_stub.script([stream(partials=3)])
-    provider = make_provider(openai_stub, partial_images=3)
+    provider = make_provider(openai_stub, model="gpt-image-1.5", partial_images=3)
     partials: list[bytes] = []
     result = provider.generate(request_for(provider, "twitter-post"), on_partial=partials.append)
 
@@ -324,3 +327,40 @@ def test_extend_failures_are_coded_like_generation_failures(openai_stub):
     Image.new("RGBA", (1024, 1024)).save(png, "PNG")
     with pytest.raises(ContentPolicyViolation):
         provider.extend(GenerationRequest("A lighthouse at dawn", 1024, 1024), png.getvalue(), png.getvalue())
+
+
+# -- model choice, variants, background, edits ---------------------------------------------
+
+def test_the_chosen_model_n_background_and_a_hashed_user_are_sent(openai_stub):
+    from snapasset.providers.base import safety_identifier
+
+    provider = make_provider(openai_stub).with_model("gpt-image-2.5-flare")
+    result = provider.generate(request_for(provider, "instagram-post", quality="max", n=3, background="transparent",
+                                           safety_identifier=safety_identifier("alice@example.com")))
+    sent = openai_stub.generations[-1].json
+    assert (sent["model"], sent["n"], sent["background"], sent["quality"]) == ("gpt-image-2.5-flare", 3, "transparent", "max")
+    assert len(sent["safety_identifier"]) == 64 and "alice" not in sent["safety_identifier"]
+    assert result.model == "gpt-image-2.5-flare" and result.seed is None
+    assert len(result.pictures) == 3 and len(set(result.pictures)) == 3
+
+
+def test_a_model_without_the_top_quality_tiers_refuses_them(openai_stub):
+    provider = make_provider(openai_stub, model="gpt-image-2")
+    with pytest.raises(ValueError, match="quality"):
+        provider.generate(request_for(provider, "instagram-post", quality="xhigh"))
+    assert openai_stub.requests == []
+
+
+def test_reference_pictures_go_to_the_edit_endpoint(openai_stub):
+    from tests.stubs.openai_images import form_fields, png_bytes
+
+    reference = png_bytes(300, 200, (10, 200, 30))
+    provider = make_provider(openai_stub)
+    result = provider.generate(request_for(provider, "twitter-post", input_images=(reference,), n=2),
+                               on_partial=lambda data: None)
+    assert openai_stub.generations == []
+    [sent] = openai_stub.edits
+    form = form_fields(sent)
+    assert form["image[]"] == reference
+    assert form["model"] == b"gpt-image-2" and form["n"] == b"2" and form["size"] == b"1536x864"
+    assert len(result.pictures) == 2 and image_size(result.data) == (1536, 864)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +48,7 @@ PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 
 # -- the stack: stubs and worker processes shared by the module ------------------------------
 # Starting and stopping a worker process costs seconds, so the tests share two, each on its own
-# queue: `main` (gpt-image-1, Supabase, webhooks to private addresses allowed) and `strict`
+# queue: `main` (gpt-image-1.5, Supabase, webhooks to private addresses allowed) and `strict`
 # (gpt-image-2, local storage and records, a 1.5 s model timeout, private webhook targets refused).
 # Every stub is emptied before each test; tests run one job at a time.
 
@@ -60,12 +63,14 @@ def settings(tmp_path_factory, redis_url) -> Settings:
         data_dir=tmp / "data", queue_name=f"test-{uuid.uuid4().hex[:10]}", job_timeout=60,
         retry_backoff=0.6,   # retries after 1 s, then 2 s (Settings.retry_intervals rounds to seconds)
         public_url="http://testserver", rate_limit="10000 per minute",
+        webhook_allow_private=True, image_models=("gpt-image-1.5", "gpt-image-2.5-flare"), image_model="gpt-image-1.5",
     )
 
 
 @pytest.fixture(scope="module")
 def strict_settings(settings) -> Settings:
-    return settings.replace(queue_name=f"{settings.queue_name}-strict")
+    return settings.replace(queue_name=f"{settings.queue_name}-strict", webhook_allow_private=False,
+                            image_model="gpt-image-2", image_models=("gpt-image-2",))
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +143,9 @@ def strict_client(strict_settings, redis_handle):
 
 # -- helpers -------------------------------------------------------------------------------
 
-def openai_env(stub: OpenAIImagesStub, model: str = "gpt-image-1", **extra: str) -> dict:
+def openai_env(stub: OpenAIImagesStub, model: str = "gpt-image-1.5", **extra: str) -> dict:
     return {Env.OPENAI_API_KEY: "test-key", Env.PROVIDER: "openai", Env.OPENAI_BASE_URL: stub.base_url,
-            Env.IMAGE_MODEL: model, Env.RENDER_PROCESSES: "1", **extra}
+            Env.IMAGE_MODEL: model, Env.IMAGE_MODELS: "gpt-image-2.5-flare", Env.RENDER_PROCESSES: "1", **extra}
 
 
 def supabase_env(stub: SupabaseStub) -> dict:
@@ -211,9 +216,9 @@ def test_openai_success_lands_in_supabase_with_usage(client, auth, user, main_wo
 
     assert job["status"] == "completed", job
     assert job["attemptsMade"] == 1 and "failed" not in statuses and not failures(history)
-    assert "Generating image with gpt-image-1..." in job["logs"]
+    assert "Generating image with gpt-image-1.5..." in job["logs"]
     result = job["result"]
-    assert result["provider"] == "openai" and result["model"] == "gpt-image-1"
+    assert result["provider"] == "openai" and result["model"] == "gpt-image-1.5"
     # GPT image models return no revised prompt (DALL·E 3 did): none is made up
     assert result["revisedPrompt"] is None
     assert [image["platformId"] for image in result["images"]] == platforms
@@ -223,7 +228,7 @@ def test_openai_success_lands_in_supabase_with_usage(client, auth, user, main_wo
     [call] = openai_stub.generations
     assert call.headers["authorization"] == "Bearer test-key"
     params = call.json
-    assert params["model"] == "gpt-image-1" and params["n"] == 1 and params["prompt"] == PROMPT
+    assert params["model"] == "gpt-image-1.5" and params["n"] == 1 and params["prompt"] == PROMPT
     assert params["size"] in ("1024x1024", "1536x1024", "1024x1536") and params["quality"] == "high"
     assert "style" not in params and "response_format" not in params   # GPT image models reject both
 
@@ -243,7 +248,7 @@ def test_openai_success_lands_in_supabase_with_usage(client, auth, user, main_wo
     # one generation row (with the model's usage) and one row per image
     [row] = supabase_stub.tables["generations"]
     assert (row["id"], row["job_id"], row["user_id"]) == (generation_id, job_id, user)
-    assert row["status"] == "completed" and row["provider"] == "openai" and row["model"] == "gpt-image-1"
+    assert row["status"] == "completed" and row["provider"] == "openai" and row["model"] == "gpt-image-1.5"
     assert row["usage"] == DEFAULT_USAGE
     images = supabase_stub.tables["generated_images"]
     assert sorted(r["platform_id"] for r in images) == sorted(platforms)
@@ -445,6 +450,92 @@ def test_a_storage_failure_leaves_no_objects_and_no_rows(client, auth, user, set
     assert supabase_stub.tables == {"generations": [], "generated_images": []}
 
 
+# -- what a request may choose: model, variants, background, a reference picture; deletion ----
+
+@pytest.fixture
+def supabase_client(settings, redis_handle, supabase_stub):
+    """The API with the worker's storage and records (Supabase): uploads and deletions reach them."""
+    app = create_app(settings.replace(supabase_url=supabase_stub.url, supabase_service_role_key=SERVICE_KEY,
+                                      supabase_bucket=BUCKET), redis=redis_handle)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def test_the_chosen_model_variants_and_background_reach_the_image_model(supabase_client, auth, user, main_worker,
+                                                                        openai_stub, supabase_stub):
+    job_id = create(supabase_client, auth, ["instagram-post", "og-image"], model="gpt-image-2.5-flare", n=2,
+                    background="transparent", format="png", quality="max")
+    job, _, _ = finish(supabase_client, auth, job_id)
+    assert job["status"] == "completed", job
+
+    [call] = openai_stub.generations
+    params = call.json
+    assert (params["model"], params["n"], params["background"], params["quality"]) == (
+        "gpt-image-2.5-flare", 2, "transparent", "max")
+    assert len(params["safety_identifier"]) == 64 and user not in params["safety_identifier"]
+    result = job["result"]
+    assert result["model"] == "gpt-image-2.5-flare" and result["seed"] is None   # OpenAI takes no seed
+    assert [(i["variant"], i["platformId"]) for i in result["images"]] == [
+        (0, "instagram-post"), (0, "og-image"), (1, "instagram-post"), (1, "og-image")]
+    first, second = (requests.get(i["url"], timeout=5).content for i in result["images"][::2])
+    assert first != second                                   # the stub draws each variant in its own colour
+    generation_id = generation_id_for(job_id)
+    assert f"{user}/{generation_id}/instagram-post-1080x1080-v1.png" in supabase_stub.objects[BUCKET]
+    assert sorted((r["platform_id"], r["variant"]) for r in supabase_stub.tables["generated_images"]) == [
+        ("instagram-post", 0), ("instagram-post", 1), ("og-image", 0), ("og-image", 1)]
+
+
+def test_a_model_not_offered_is_refused_naming_the_allowed_ones(supabase_client, auth, openai_stub):
+    r = supabase_client.post("/api/jobs", json={"prompt": PROMPT, "platforms": ["og-image"],
+                                                "options": {"model": "gpt-image-2"}}, headers=auth)
+    assert r.status_code == 400
+    assert r.json["details"]["options.model"] == "must be one of gpt-image-1.5, gpt-image-2.5-flare"
+    r = supabase_client.post("/api/jobs", json={"prompt": PROMPT, "platforms": ["og-image"],
+                                                "options": {"quality": "xhigh"}}, headers=auth)
+    assert r.status_code == 400 and "gpt-image-1.5" in r.json["details"]["options.quality"]
+    assert openai_stub.requests == []
+
+
+def test_an_uploaded_reference_picture_goes_to_the_edit_endpoint(supabase_client, auth, user, main_worker,
+                                                                 openai_stub, supabase_stub):
+    from tests.stubs.openai_images import png_bytes
+
+    picture = png_bytes(320, 240, (20, 160, 90))
+    data_url = "data:image/png;base64," + base64.b64encode(picture).decode()
+    job_id = create(supabase_client, auth, ["twitter-post"], inputImages=[data_url])
+    job, _, _ = finish(supabase_client, auth, job_id)
+    assert job["status"] == "completed", job
+
+    assert openai_stub.generations == []
+    [edit] = openai_stub.edits
+    form = form_fields(edit)
+    assert form["image[]"] == picture and form["model"] == b"gpt-image-1.5"
+    key = f"{user}/{generation_id_for(job_id)}/references/reference-0.png"
+    assert supabase_stub.objects[BUCKET][key].data == picture
+    assert job["data"]["options"]["inputImages"] == [f"{supabase_stub.url}/storage/v1/object/public/{BUCKET}/{key}"]
+
+
+def test_deleting_a_job_removes_its_supabase_objects_and_rows(supabase_client, auth, user, main_worker,
+                                                              supabase_stub):
+    from tests.stubs.openai_images import png_bytes
+
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes(100, 100)).decode()
+    job_id = create(supabase_client, auth, ["instagram-post", "og-image"], inputImages=[data_url])
+    kept = create(supabase_client, auth, ["og-image"])
+    for each in (job_id, kept):
+        assert finish(supabase_client, auth, each)[0]["status"] == "completed"
+    mine = f"{user}/{generation_id_for(job_id)}/"
+    assert len([k for k in supabase_stub.objects[BUCKET] if k.startswith(mine)]) == 3
+
+    r = supabase_client.delete(f"/api/jobs/{job_id}", headers=auth)
+    assert r.status_code == 204 and r.data == b""
+    assert not [k for k in supabase_stub.objects[BUCKET] if k.startswith(mine)]
+    assert [row["job_id"] for row in supabase_stub.tables["generations"]] == [kept]
+    assert {row["generation_id"] for row in supabase_stub.tables["generated_images"]} == {generation_id_for(kept)}
+    assert supabase_client.get(f"/api/jobs/{job_id}", headers=auth).status_code == 404
+    assert supabase_client.delete(f"/api/jobs/{job_id}", headers=auth).status_code == 404
+
+
 # -- completion webhooks -------------------------------------------------------------------
 
 def test_completed_job_posts_one_signed_webhook(client, auth, main_worker, receiver):
@@ -460,6 +551,9 @@ def test_completed_job_posts_one_signed_webhook(client, auth, main_worker, recei
     assert post.headers["webhook-id"].startswith("msg_")
     time.sleep(1)
     assert len(receiver.posts) == 1
+    webhook = client.get(f"/api/jobs/{job_id}", headers=auth).json["webhook"]
+    assert (webhook["status"], webhook["attempts"], webhook["lastError"]) == ("delivered", 1, None)
+    assert webhook["deliveredAt"].endswith("Z")
 
 
 def test_failed_job_posts_job_failed(client, auth, main_worker, openai_stub, receiver):
@@ -489,13 +583,20 @@ def test_a_failing_receiver_is_retried_and_never_changes_the_job(client, auth, m
         assert Webhook(WEBHOOK_SECRET).verify(post.body, post.headers)["type"] == "job.completed"
     after = client.get(f"/api/jobs/{job_id}", headers=auth).json
     assert after["status"] == "completed" and after["attemptsMade"] == 1 and "error" not in after
+    webhook = wait_for(lambda: (w := client.get(f"/api/jobs/{job_id}", headers=auth).json["webhook"])
+                       ["status"] == "delivered" and w)
+    assert webhook["attempts"] == 2 and "503" in webhook["lastError"]
     conn = client.application.extensions["snapasset"].redis.client
     assert [e for _, e in job_history(conn, job_id)] == history   # no event about the webhook
 
 
 def test_a_private_webhook_target_is_never_called_by_default(strict_client, auth, strict_settings, strict_worker,
                                                             receiver, redis_handle):
-    job_id = create(strict_client, auth, ["instagram-post"], webhook_url=f"{receiver.url}/hooks")
+    # a host *name* passes at create; the worker finds it resolves to this machine
+    host = socket.gethostname()
+    if ipaddress.ip_address(socket.gethostbyname(host)).is_global:
+        pytest.skip(f"{host} resolves to a public address here")
+    job_id = create(strict_client, auth, ["instagram-post"], webhook_url=f"http://{host}:{receiver.port}/hooks")
     job, _, _ = finish(strict_client, auth, job_id)
     assert job["status"] == "completed", job
 
@@ -504,10 +605,22 @@ def test_a_private_webhook_target_is_never_called_by_default(strict_client, auth
                                                 webhook_queue.finished_job_registry.get_job_ids())
                                  if j.args[1]["jobId"] == job_id], timeout=10)[0]
     outcome = delivery.return_value()
-    assert outcome["delivered"] is False and "loopback" in outcome["reason"]
+    assert outcome["delivered"] is False and re.search("loopback|private", outcome["reason"])
     assert receiver.requests == []
     assert webhook_queue.scheduled_job_registry.get_job_ids() == []   # refused, so not retried either
-    assert strict_client.get(f"/api/jobs/{job_id}", headers=auth).json["status"] == "completed"
+    after = strict_client.get(f"/api/jobs/{job_id}", headers=auth).json
+    assert after["status"] == "completed"
+    assert after["webhook"]["status"] == "refused" and after["webhook"]["attempts"] == 1
+    assert "address" in after["webhook"]["lastError"] and after["webhook"]["deliveredAt"] is None
+
+
+def test_a_webhook_target_that_is_literally_private_is_refused_at_create(strict_client, auth, receiver):
+    for url in (f"{receiver.url}/hooks", "http://10.0.0.7/hook", "http://[::1]:8080/x", "http://169.254.169.254/"):
+        r = strict_client.post("/api/jobs", json={"prompt": PROMPT, "platforms": ["og-image"], "webhookUrl": url},
+                               headers=auth)
+        assert r.status_code == 400 and r.json["code"] == "INVALID_REQUEST", (url, r.json)
+        assert "address" in r.json["details"]["webhookUrl"]
+    assert receiver.requests == []
 
 
 def test_webhook_image_urls_are_absolute_for_local_storage(receiver, monkeypatch):

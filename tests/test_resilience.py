@@ -84,7 +84,7 @@ def test_no_process_is_left_after_sigkill_of_the_workers_main_process(worker_pro
 
 def _create(settings, conn, **payload) -> str:
     request = parse_job_request({"prompt": "A lighthouse on a rocky coast at dusk", "platforms": ["og-image"],
-                                 **payload})
+                                 **payload}, settings)
     return JobService(conn, settings).create(f"user-{uuid.uuid4().hex[:8]}", request).job_id
 
 

@@ -303,3 +303,26 @@ def test_operator_calls(live_stack):
         assert retried.error_code == "INVALID_IMAGE" and retried.retried == len(retried.job_ids)
         with pytest.raises(snapasset_sdk.ForbiddenError):
             user.workers()
+
+
+def test_every_option_is_a_keyword_and_a_finished_job_can_be_deleted(live_stack, tmp_path):
+    """Variants, a seed, transparency, a custom size and a reference picture from a local file,
+    waited for in one call; then deleted, with its images."""
+    base, settings = live_stack
+    reference = tmp_path / "product.png"
+    PILImage.new("RGB", (120, 90), (255, 0, 255)).save(reference)
+    client = client_for(base, settings)
+    job = client.create_job(PROMPT, [], n=2, seed=7, background="transparent", format="png",
+                            input_images=[reference], wait=True,
+                            custom_platforms=[{"id": "shop-banner", "width": 1600, "height": 400}])
+    assert job.status == "completed", job
+    assert job.result.seed == 7 and [image.variant for image in job.result.images] == [0, 1]
+    assert job.data["options"]["inputImages"][0].startswith(f"{base}/media/")
+    for image in job.result.images:
+        with PILImage.open(io.BytesIO(requests.get(image.url, timeout=10).content)) as picture:
+            assert picture.size == (1600, 400) and picture.mode == "RGBA"
+
+    assert client.delete_job(job.job_id) is None
+    with pytest.raises(NotFoundError):
+        client.get_job(job.job_id)
+    assert requests.get(job.result.images[0].url, timeout=10).status_code == 404

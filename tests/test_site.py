@@ -270,6 +270,46 @@ def test_real_responses_match_the_documented_schemas(client, auth, run_jobs, doc
         check({"prompt": PROMPT, "platforms": ["myspace-banner"]}, "JobRequest")
 
 
+def test_the_new_request_fields_and_answers_match_the_documented_schemas(client, auth, run_jobs, document,
+                                                                         monkeypatch):
+    """n, seed, background, custom platforms, a reference picture, a webhook: the request as
+    documented, and what GET, the waiting create and DELETE answer, each in its documented shape."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    validators = pytest.importorskip("openapi_schema_validator")
+
+    def check(instance, schema_name):
+        validators.validate(instance, {**document, "$ref": f"#/components/schemas/{schema_name}"},
+                            cls=validators.OAS31Validator)
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 128, 255)).save(buffer, "PNG")
+    body = {"prompt": PROMPT, "platforms": ["og-image"], "webhookUrl": "https://hooks.snapasset.invalid/hook",
+            "options": {"format": "png", "n": 2, "seed": 5, "background": "transparent", "model": "gpt-image-2",
+                        "inputImages": ["data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()],
+                        "customPlatforms": [{"id": "shop-banner", "width": 1600, "height": 400, "maxBytes": 900000}]}}
+    check(body, "JobRequest")
+    assert document["components"]["schemas"]["Options"]["properties"]["model"]["enum"] == ["gpt-image-2"]
+    created = client.post("/api/jobs", json=body, headers={**auth, "Prefer": "wait=1"})
+    assert created.status_code == 201
+    check(created.json, "JobCreatedAndWaited")
+    assert created.json["queuePosition"] == 0 and created.json["webhook"]["status"] == "pending"
+    check(client.get(f"/api/jobs/{created.json['jobId']}", headers=auth).json, "Job")
+    monkeypatch.setenv("SNAPASSET_WEBHOOK_SECRET", "whsec_" + base64.b64encode(b"k" * 32).decode())
+    run_jobs()
+    done = client.get(f"/api/jobs/{created.json['jobId']}", headers=auth).json
+    assert done["status"] == "completed" and len(done["result"]["images"]) == 4
+    check(done, "Job")
+    assert done["webhook"]["attempts"] >= 1        # .invalid never resolves: pending, to be retried
+    deleted = client.delete(f"/api/jobs/{created.json['jobId']}", headers=auth)
+    assert deleted.status_code == 204
+    unfinished = client.post("/api/jobs", json={"prompt": PROMPT, "platforms": ["og-image"]}, headers=auth).json
+    check(client.delete(f"/api/jobs/{unfinished['jobId']}", headers=auth).json, "Error")
+
+
 # -- the docs page and the page ----------------------------------------------------------------
 class _Assets(HTMLParser):
     def __init__(self):

@@ -175,7 +175,7 @@ def test_saving_a_generation_twice_writes_one_row(records, supabase_stub):
     assert all("created_at" not in r.json for r in upserts)   # the first write's timestamp survives
 
 
-def test_images_are_upserted_once_per_generation_and_platform(records, supabase_stub):
+def test_images_are_upserted_once_per_generation_platform_and_variant(records, supabase_stub):
     records.save_generation(generation())
     records.save_image(image("instagram-post"))
     records.save_image(image("twitter-post", width=1200, height=675))
@@ -185,7 +185,10 @@ def test_images_are_upserted_once_per_generation_and_platform(records, supabase_
     insta = next(r for r in rows if r["platform_id"] == "instagram-post")
     assert insta["url"] == "https://cdn.example/retry.png" and insta["size"] == 999
     upserts = supabase_stub.requests_to("POST", "/rest/v1/generated_images")
-    assert {r.query["on_conflict"] for r in upserts} == {"generation_id,platform_id"}
+    assert {r.query["on_conflict"] for r in upserts} == {"generation_id,platform_id,variant"}
+    records.save_image(image("instagram-post", variant=1))          # another picture of the same job
+    assert sorted((r["platform_id"], r["variant"]) for r in rows) == [
+        ("instagram-post", 0), ("instagram-post", 1), ("twitter-post", 0)]
 
 
 def test_get_generation_returns_the_row_with_its_images_in_platform_order(records):

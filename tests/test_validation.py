@@ -100,9 +100,15 @@ def test_prompt_is_trimmed(client, auth):
 
 
 def test_payload_too_large(client, auth):
-    r = client.post("/api/jobs", json={**GOOD, "prompt": "x" * 100_000}, headers=auth)
+    from snapasset.api.jobs import CREATE_BODY_MAX
+
+    # a create body may carry reference pictures as data URLs, up to its own limit
+    r = client.post("/api/jobs", json={**GOOD, "prompt": "x" * (CREATE_BODY_MAX + 1)}, headers=auth)
     body = assert_error(r, 413, "PAYLOAD_TOO_LARGE")
-    # the limit, in words and in bytes
+    assert body["details"] == {"body": f"must be at most {CREATE_BODY_MAX} bytes"}
+    # every other body keeps the small one: the limit, in words and in bytes
+    r = client.post("/api/jobs/gen-1-abcdefghij/retry", json={"userId": "x" * 100_000}, headers=auth)
+    body = assert_error(r, 413, "PAYLOAD_TOO_LARGE")
     assert body["message"] == "The request body is larger than this API accepts (64 kB)"
     assert body["details"] == {"body": "must be at most 65536 bytes"}
 

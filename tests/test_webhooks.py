@@ -318,7 +318,7 @@ def test_a_backlog_of_generations_never_holds_up_a_delivery(receiver, settings, 
 
     conn = redis_handle.client
     service = JobService(conn, settings.replace(max_active_jobs=10))
-    request = parse_job_request({"prompt": "A lighthouse on a rocky coast at dusk", "platforms": ["og-image"]})
+    request = parse_job_request({"prompt": "A lighthouse on a rocky coast at dusk", "platforms": ["og-image"]}, settings)
     for _ in range(4):
         service.create("backlogged-user", request)
     worker_process({Env.WORKER_CONCURRENCY: "1", Env.LOCAL_LATENCY: "3", Env.WEBHOOK_SECRET: SECRET,
@@ -327,3 +327,26 @@ def test_a_backlog_of_generations_never_holds_up_a_delivery(receiver, settings, 
     enqueue_webhook(open_webhook_queue(conn, settings), receiver.url, completed_event(), "msg_fair")
     wait_for(lambda: receiver.requests, timeout=10, interval=0.1)
     assert open_queue(conn, settings).count >= 2, "delivered only once the generations had run"
+
+
+def test_a_delivery_with_no_retry_left_records_the_webhook_as_failed(redis_handle, receiver, monkeypatch):
+    from rq import Queue, SimpleWorker
+
+    from snapasset.jobrecord import webhook_state
+    from workers.webhooks import deliver_webhook
+
+    monkeypatch.setenv("SNAPASSET_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("SNAPASSET_WEBHOOK_ALLOW_PRIVATE", "true")
+    queue = Queue(f"webhooks-final-{id(receiver)}", connection=redis_handle.client)
+    payload = completed_event(f"gen-1-final{id(queue)}")     # a job of its own: no earlier attempts
+    try:
+        receiver.statuses.append(503)
+        queue.enqueue(deliver_webhook, receiver.url, payload, "msg_final")   # no retries
+        SimpleWorker([queue], connection=redis_handle.client).work(burst=True)
+        state = webhook_state(redis_handle.client, payload["jobId"])
+        assert (state["status"], state["attempts"], state["deliveredAt"]) == ("failed", 1, None)
+        assert "503" in state["lastError"]
+    finally:
+        redis_handle.client.delete(f"snapasset:job:{payload['jobId']}:webhook")
+        for job_id in queue.failed_job_registry.get_job_ids():
+            queue.failed_job_registry.remove(job_id, delete_job=True)

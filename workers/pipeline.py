@@ -13,7 +13,6 @@ import contextlib
 import logging
 import math
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -25,11 +24,12 @@ from snapasset import framing, imaging, jobrecord, keys, metrics
 from snapasset.jobrecord import Stage
 from snapasset.errors import ErrorCode, JobCancelled, JobFailure
 from snapasset.metrics import Duration
-from snapasset.platforms import Platform, get_platform
+from snapasset.platforms import Platform, job_platforms
 from snapasset.imaging import RenderedImage
-from snapasset.providers import GeneratedImage, GenerationRequest
+from snapasset.providers import GeneratedImage, GenerationRequest, for_model, safety_identifier
 from snapasset.providers.base import can_extend
-from snapasset.records import GenerationRecord, ImageRecord
+from snapasset.records import GenerationRecord, ImageRecord, generation_id_for
+from snapasset.references import fetch_reference
 from snapasset.storage import object_key
 from workers.bootstrap import WorkerContext, current_context
 
@@ -37,15 +37,9 @@ __all__ = ["run_generation", "Generation", "generation_id_for", "discard_outputs
 
 log = logging.getLogger(__name__)
 
-GENERATION_NAMESPACE = uuid.UUID("6f1c1d1e-5a5e-4c8b-9a57-1e2a7d0c5a11")
 # Under fit=extend, a platform that contain would leave less than this share of its frame to
 # fill is rendered as contain: a model call is not worth a sliver.
 EXTEND_MIN_GAP = 0.03
-
-
-def generation_id_for(job_id: str) -> str:
-    """One generation per job, the same across retries: rows and object keys never double."""
-    return str(uuid.uuid5(GENERATION_NAMESPACE, job_id))
 
 
 def run_generation(payload: dict) -> dict:
@@ -58,8 +52,8 @@ def output_keys(payload: dict, generation_id: str) -> list[str]:
     """Every object key this job can write, so that a failed attempt can remove all of them."""
     fmt = payload["options"].get("format", "jpeg")
     ext = imaging.FORMATS[fmt][1]
-    return [object_key(payload["userId"], generation_id, p.id, p.width, p.height, ext)
-            for p in map(get_platform, payload["platforms"])]
+    return [object_key(payload["userId"], generation_id, p.id, p.width, p.height, ext, variant)
+            for variant in range(payload["options"].get("n", 1)) for p in job_platforms(payload)]
 
 
 def discard_outputs(ctx: WorkerContext, job_id: str, payload: dict) -> None:
@@ -76,9 +70,10 @@ class Generation:
         self.job = job
         self.payload = payload
         self.user_id = payload["userId"]
-        self.platforms: list[Platform] = [get_platform(p) for p in payload["platforms"]]
+        self.platforms: list[Platform] = job_platforms(payload)
         self.options = payload.get("options", {})
         self.format = self.options.get("format", "jpeg")
+        self.provider = for_model(ctx.provider, self.options.get("model"))   # the job's model
         self.generation_id = generation_id_for(job.id)
         self._progress = 0
         self._durations: list[tuple[str, float]] = []   # sent with the next progress write
@@ -106,7 +101,7 @@ class Generation:
                               replay_window=self.ctx.settings.events_ttl, pipeline=pipe)
             for metric, seconds in self._durations:
                 metrics.observe(pipe, self.ctx.settings.queue_name, metric, seconds,
-                                provider=self.ctx.provider.name, model=self.ctx.provider.model)
+                                provider=self.provider.name, model=self.provider.model)
             self._durations.clear()
             pipe.exists(keys.job_cancel(self.job.id))
             cancelled = pipe.execute()[-1]
@@ -134,12 +129,13 @@ class Generation:
             raise
 
     def _run(self) -> dict:
-        provider = self.ctx.provider
+        provider = self.provider
         if self.job.enqueued_at is not None:
             enqueued = self.job.enqueued_at.replace(tzinfo=self.job.enqueued_at.tzinfo or timezone.utc)
             self._durations.append((Duration.QUEUE_WAIT,
                                     (datetime.now(timezone.utc) - enqueued).total_seconds()))
         self.report(0, Stage.STARTING, "Starting image generation...")
+        self.references = self._references()
         # one picture per shape family (SPEC §5): 1 to SNAPASSET_MAX_SOURCES model calls
         plans = framing.plan_sources(self.platforms, provider.choose_size, self.ctx.settings.max_sources)
         self.report(10, Stage.GENERATING, f"Generating image with {provider.model}...")
@@ -148,22 +144,26 @@ class Generation:
         model_seconds = 0.0
         with contextlib.ExitStack() as held:
             sources: list[GeneratedImage] = []
-            renders: dict[str, Iterator[RenderedImage]] = {}
+            renders: list[dict[str, Iterator[RenderedImage]]] = []   # by variant, then platform
             extensions: list[GeneratedImage] = []
+            variants = self.options.get("n", 1)
             for index, plan in enumerate(plans):
                 started = time.perf_counter()
                 sources.append(self._generate(plan, index, len(plans)))
                 model_seconds += time.perf_counter() - started
                 started = time.perf_counter()   # fit=extend: the model's edits count as rendering
-                extensions += self._render_plan(plan, sources[-1], renders, held)
+                painted, drawn = self._render_plan(plan, sources[-1], renders, held)
+                extensions += painted
+                variants = min(variants, drawn)
                 self._render_seconds += time.perf_counter() - started
             self._durations.append((Duration.MODEL, model_seconds))
             self.report(30, Stage.GENERATING, "Image generated successfully")
             self.report(30, Stage.DOWNLOADING, "Downloading image...")
-            return self._store(plans, sources, extensions, renders)
+            return self._store(plans, sources, extensions, renders, variants)
 
     def _store(self, plans: list[framing.SourcePlan], sources: list[GeneratedImage],
-               extensions: list[GeneratedImage], renders: dict[str, Iterator[RenderedImage]]) -> dict:
+               extensions: list[GeneratedImage], renders: list[dict[str, Iterator[RenderedImage]]],
+               variants: int) -> dict:
         self.report(40, Stage.SAVING, "Saving to database...")
         first = sources[0]
         record = GenerationRecord(
@@ -175,24 +175,26 @@ class Generation:
 
         source_of = {platform.id: index for index, plan in enumerate(plans) for platform in plan.platforms}
         images = []
-        share = 50 / len(self.platforms)
-        for index, platform in enumerate(self.platforms):
-            self.report(50 + index * share, Stage.PROCESSING, f"Processing {platform.name}...")
+        outputs = [(variant, platform) for variant in range(variants) for platform in self.platforms]
+        share = 50 / len(outputs)
+        for index, (variant, platform) in enumerate(outputs):
+            label = f" (variant {variant + 1} of {variants})" if variants > 1 else ""
+            self.report(50 + index * share, Stage.PROCESSING, f"Processing {platform.name}{label}...")
             # each plan's renders come in its platforms' order, which is the job's order
             waited = time.perf_counter()
-            rendered = next(renders[platform.id])
+            rendered = next(renders[variant][platform.id])
             self._render_seconds += time.perf_counter() - waited
             key = object_key(self.user_id, self.generation_id, platform.id, rendered.width, rendered.height,
-                             rendered.extension)
+                             rendered.extension, variant)
             url = self.ctx.storage.put(key, rendered.data, rendered.content_type)
             self.ctx.records.save_image(ImageRecord(
                 generation_id=self.generation_id, user_id=self.user_id, platform_id=platform.id, url=url,
                 storage_key=key, width=rendered.width, height=rendered.height, size=rendered.size,
-                format=rendered.format, blurhash=rendered.blurhash))
-            image = {"platform": platform.name, "platformId": platform.id, "url": url,
-                     "width": rendered.width, "height": rendered.height, "size": rendered.size,
-                     "format": rendered.format, "blurhash": rendered.blurhash,
-                     "sourceIndex": source_of[platform.id]}
+                format=rendered.format, blurhash=rendered.blurhash, variant=variant))
+            image = jobrecord.image_entry(platform=platform.name, platform_id=platform.id, url=url,
+                                          width=rendered.width, height=rendered.height, size=rendered.size,
+                                          fmt=rendered.format, blurhash=rendered.blurhash, variant=variant,
+                                          source_index=source_of[platform.id])
             images.append(image)
             jobrecord.record_progress(self.job, self._advance(50 + (index + 1) * share))
             self._write(jobrecord.Image(progress=self._progress, image=image))
@@ -202,11 +204,24 @@ class Generation:
         self._durations.append((Duration.RENDER, self._render_seconds))
         self.report(100, Stage.PROCESSING, f"Processed {len(images)} image{'s' if len(images) != 1 else ''}")
         return {"success": True, "generationId": self.generation_id, "images": images,
-                "revisedPrompt": first.revised_prompt, "provider": first.provider, "model": first.model}
+                "revisedPrompt": first.revised_prompt, "provider": first.provider, "model": first.model,
+                "seed": first.seed, "background": self.options.get("background", "auto")}
 
-    def _request(self, size: tuple[int, int]) -> GenerationRequest:
+    def _request(self, size: tuple[int, int], *, n: int | None = None) -> GenerationRequest:
+        """What the model is asked for at `size`: n pictures (the job's variants; 1 for an extension)."""
         return GenerationRequest(prompt=self.payload["prompt"], width=size[0], height=size[1],
-                                 quality=self.options.get("quality", "auto"), style=self.options.get("style"))
+                                 quality=self.options.get("quality", "auto"), style=self.options.get("style"),
+                                 n=n or self.options.get("n", 1), seed=self.options.get("seed"),
+                                 background=self.options.get("background", "auto"),
+                                 input_images=self.references, safety_identifier=safety_identifier(self.user_id))
+
+    def _references(self) -> tuple[bytes, ...]:
+        """The reference pictures: uploaded ones from storage, the others fetched behind the guard."""
+        stored = jobrecord.reference_keys(self.job)
+        allow_private = self.ctx.settings.webhook_allow_private
+        return tuple(self.ctx.storage.get(stored[str(index)]) if str(index) in stored
+                     else fetch_reference(url, allow_private=allow_private)
+                     for index, url in enumerate(self.options.get("inputImages") or []))
 
     def _generate(self, plan: framing.SourcePlan, index: int, count: int) -> GeneratedImage:
         """The index-th of the job's count pictures; each takes an equal slice of the generating
@@ -221,42 +236,54 @@ class Generation:
             self.report(next(previews, high - 1), Stage.GENERATING,
                         preview=imaging.preview_data_url(data, max_pixels=self._max_pixels))
 
-        return self.ctx.provider.generate(self._request(plan.size), on_partial=on_partial)
+        return self.provider.generate(self._request(plan.size), on_partial=on_partial)
 
     def _render_plan(self, plan: framing.SourcePlan, source: GeneratedImage,
-                     renders: dict[str, Iterator[RenderedImage]], held: contextlib.ExitStack) -> list[GeneratedImage]:
-        """Hand one picture to the renderer for its plan's platforms (an iterator shared by them,
-        so the render pool works on all of them while the first ones upload); answers the pictures
-        the model painted for ``fit=extend``, each rendered for its own platform."""
+                     renders: list[dict[str, Iterator[RenderedImage]]],
+                     held: contextlib.ExitStack) -> tuple[list[GeneratedImage], int]:
+        """Hand each picture of one model call (its variants) to the renderer for its plan's
+        platforms (an iterator shared by them, so the render pool works on all of them while the
+        first ones upload); answers the pictures the model painted for ``fit=extend``, each
+        rendered for its own platform, and how many variants the call drew."""
         fit = self.options.get("fit", "cover")
-        painted = self._extend(plan, source) if fit == "extend" and can_extend(self.ctx.provider) else {}
-        for platform_id, picture in painted.items():
-            renders[platform_id] = held.enter_context(self._render_each(picture, [get_platform(platform_id)], "cover"))
-        rest = [p for p in plan.platforms if p.id not in painted]
-        if rest:
-            shared = held.enter_context(self._render_each(source, rest, "contain" if fit == "extend" else fit))
-            renders.update((platform.id, shared) for platform in rest)
-        return list(painted.values())
+        by_id = {platform.id: platform for platform in self.platforms}
+        pictures = _take_pictures(source)
+        extensions: list[GeneratedImage] = []
+        for variant in range(len(pictures)):
+            if len(renders) == variant:
+                renders.append({})
+            painted = (self._extend(plan, pictures[variant]) if fit == "extend" and can_extend(self.provider)
+                       else {})
+            extensions += painted.values()
+            for platform_id, extended in painted.items():
+                renders[variant][platform_id] = held.enter_context(
+                    self._render_each(_take_picture(extended), [by_id[platform_id]], "cover"))
+            rest = [p for p in plan.platforms if p.id not in painted]
+            if rest:
+                shared = held.enter_context(self._render_each(_take(pictures, variant), rest,
+                                                              "contain" if fit == "extend" else fit))
+                renders[variant].update((platform.id, shared) for platform in rest)
+        return extensions, len(pictures)
 
-    def _render_each(self, picture: GeneratedImage, platforms: list[Platform], fit: str):
+    def _render_each(self, picture: bytes, platforms: list[Platform], fit: str):
         """The renderer's context for one picture, checked by its header first. The renderer gets
         the only reference to the picture's bytes: it may keep them out of memory."""
-        size = imaging.probe(picture.data, max_pixels=self._max_pixels)
-        return self.ctx.renderer.render_each(_take_picture(picture), size, platforms, self.format, fit)
+        size = imaging.probe(picture, max_pixels=self._max_pixels)
+        return self.ctx.renderer.render_each(picture, size, platforms, self.format, fit)
 
-    def _extend(self, plan: framing.SourcePlan, source: GeneratedImage) -> dict[str, GeneratedImage]:
+    def _extend(self, plan: framing.SourcePlan, data: bytes) -> dict[str, GeneratedImage]:
         """``fit=extend``: the model paints the frame around the picture, one edit per platform
         that ``contain`` would leave noticeably unfilled; the others are rendered as contain."""
-        picture = imaging.decode(source.data)
+        picture = imaging.decode(data)
         analysis = framing.analyse(picture)
         painted = {}
         for platform in plan.platforms:
             left, top, right, bottom = imaging.contain_layout(analysis, platform)
             if (right - left) * (bottom - top) >= (1 - EXTEND_MIN_GAP) * platform.width * platform.height:
                 continue
-            size = self.ctx.provider.choose_size([platform])
+            size = self.provider.choose_size([platform])
             canvas = imaging.extension_canvas(picture, analysis, platform, size)
-            painted[platform.id] = self.ctx.provider.extend(self._request(size), canvas, canvas)
+            painted[platform.id] = self.provider.extend(self._request(size, n=1), canvas, canvas)
             self.report(min(39, self._progress + 1), Stage.DOWNLOADING)
         return painted
 
@@ -300,6 +327,17 @@ def total_usage(usages: list[dict | None]) -> dict | None:
 
 def _take_picture(generated: GeneratedImage) -> bytes:
     picture, generated.data = generated.data, b""
+    return picture
+
+
+def _take_pictures(generated: GeneratedImage) -> list[bytes]:
+    """Every variant's bytes, which the generated image no longer holds."""
+    pictures, generated.data, generated.variants = generated.pictures, b"", ()
+    return pictures
+
+
+def _take(pictures: list[bytes], index: int) -> bytes:
+    picture, pictures[index] = pictures[index], b""
     return picture
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 from snapasset.config import ConfigError, Env, Settings
-from snapasset.webhooks import WebhookTargetRefused, deliver, with_absolute_urls
+from snapasset.jobrecord import WebhookStatus, record_webhook_attempt
+from snapasset.webhooks import WebhookDeliveryError, WebhookTargetRefused, deliver, with_absolute_urls
 
 __all__ = ["deliver_webhook", "enqueue_webhook", "RETRY_INTERVALS"]
 
@@ -26,18 +27,37 @@ def deliver_webhook(url: str, payload: dict, msg_id: str) -> dict:
     """The RQ job: POST one signed event. Raises (so RQ retries) when the receiver did not take it.
 
     A target refused as a private/metadata address is not retried: the answer would not change.
+    Each attempt is recorded on the generation job (`webhook` in GET /api/jobs/:id): pending while
+    retries are left, then delivered, failed or refused.
     """
     settings = Settings.from_env()
+    job_id = payload.get("jobId")
+    current = get_current_job()     # None when called outside RQ (a script): nothing is recorded
+
+    def record(status: str, error: str | None = None) -> None:
+        if current is not None:
+            record_webhook_attempt(current.connection, job_id, status, error=error, ttl=settings.job_ttl)
+
+    def will_retry() -> bool:
+        return current is None or bool(current.retries_left)
+
     if not settings.webhook_secret:
         # Raised rather than skipped: fixing the environment before the last retry still delivers.
+        record(WebhookStatus.PENDING if will_retry() else WebhookStatus.FAILED,
+               f"{Env.WEBHOOK_SECRET} is not set on the worker")
         raise ConfigError(f"{Env.WEBHOOK_SECRET} is not set; webhooks cannot be signed")
     try:
-        status = deliver(url, with_absolute_urls(payload, settings.public_url), secret=settings.webhook_secret,
+        status = deliver(url, with_absolute_urls(payload, settings.public_base_url), secret=settings.webhook_secret,
                          msg_id=msg_id, allow_private=settings.webhook_allow_private, timeout=DELIVERY_TIMEOUT)
     except WebhookTargetRefused as exc:
-        log.warning("webhook %s for job %s not sent: %s", msg_id, payload.get("jobId"), exc)
+        log.warning("webhook %s for job %s not sent: %s", msg_id, job_id, exc)
+        record(WebhookStatus.REFUSED, str(exc))
         return {"delivered": False, "reason": str(exc)}
-    log.info("webhook %s for job %s delivered (%s)", msg_id, payload.get("jobId"), status)
+    except WebhookDeliveryError as exc:
+        record(WebhookStatus.PENDING if will_retry() else WebhookStatus.FAILED, str(exc))
+        raise
+    record(WebhookStatus.DELIVERED)
+    log.info("webhook %s for job %s delivered (%s)", msg_id, job_id, status)
     return {"delivered": True, "status": status}
 
 

@@ -17,14 +17,14 @@ from .errors import (
 )
 from .models import (
     BulkRetryResult, CleanResult, Event, Image, Job, JobError, JobResult, JobSummary, Platform,
-    QueueState, QueueStats, Worker,
+    QueueState, QueueStats, WebhookState, Worker,
 )
 
 __all__ = [
     "__version__",
     "SnapAssetClient", "AsyncSnapAssetClient",
     "Job", "JobResult", "JobError", "Image", "Event", "JobSummary", "QueueStats",
-    "QueueState", "CleanResult", "Platform", "BulkRetryResult", "Worker",
+    "QueueState", "CleanResult", "Platform", "BulkRetryResult", "Worker", "WebhookState",
     "SnapAssetError", "AuthError", "ForbiddenError", "NotFoundError", "ValidationError",
     "ConflictError", "RateLimitError", "ServerError", "JobFailedError", "JobCancelledError",
     "WaitTimeoutError", "APIConnectionError",

@@ -63,6 +63,7 @@ class AsyncSnapAssetClient:
     get_job = _in_thread(SnapAssetClient.get_job)
     retry_job = _in_thread(SnapAssetClient.retry_job)
     cancel_job = _in_thread(SnapAssetClient.cancel_job)
+    delete_job = _in_thread(SnapAssetClient.delete_job)
     wait = _in_thread(SnapAssetClient.wait)
     queue_stats = _in_thread(SnapAssetClient.queue_stats)
     clean_queue = _in_thread(SnapAssetClient.clean_queue)

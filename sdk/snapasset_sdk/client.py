@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Union
 from urllib.parse import quote
 
 import requests
@@ -39,6 +41,12 @@ STREAM_READ_TIMEOUT = 60.0
 STREAM_CHUNK = 8192
 MAX_PAGE_SIZE = 100
 SEEN_IDS_KEPT = 4096
+
+# A reference picture: an https:// or data: URL, a local file (path), or the picture's bytes.
+InputImage = Union[str, "os.PathLike[str]", bytes]
+# The leading bytes of the picture formats SnapAsset reads → their MIME type (for data URLs).
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+          (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
 
 # What a dropped connection looks like, from requests or (reading the raw stream) urllib3.
 _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
@@ -104,36 +112,56 @@ class SnapAssetClient:
 
     # -- jobs --------------------------------------------------------------
 
-    def create_job(self, prompt: str, platforms: Iterable[str] | str, *,
+    def create_job(self, prompt: str, platforms: Iterable[str] | str = (), *,
+                   quality: str | None = None, style: str | None = None, format: str | None = None,
+                   model: str | None = None, n: int | None = None, seed: int | None = None,
+                   background: str | None = None, input_images: Iterable[InputImage] | None = None,
+                   custom_platforms: Iterable[dict[str, Any]] | None = None,
                    options: dict[str, Any] | None = None, user_id: str | None = None,
                    webhook_url: str | None = None, idempotency_key: str | None = None,
-                   fit: str | None = None, priority: str | None = None) -> Job:
+                   fit: str | None = None, priority: str | None = None,
+                   wait: bool | int | None = None) -> Job:
         """Queue a generation job (``POST /api/jobs``).
 
-        ``fit`` (``cover``, ``contain`` or ``extend``) is ``options["fit"]``: how
-        each picture fills a platform's frame. ``priority`` (``low``, ``normal``,
-        ``high``) is ``options["priority"]``; ``high`` needs an API key with the
-        ``priority`` scope or an admin token.
+        Each option of the API is a keyword (``options`` may carry more, for
+        options newer than this SDK; the keywords win). ``fit`` (``cover``,
+        ``contain`` or ``extend``): how each picture fills a platform's frame.
+        ``priority`` (``low``, ``normal``, ``high``): ``high`` needs an API key
+        with the ``priority`` scope or an admin token.
+        ``input_images`` takes https:// or data: URLs, paths of local files and
+        bytes; files and bytes are sent as data URLs. ``custom_platforms`` are
+        dicts with ``id``, ``width``, ``height`` and optionally ``maxBytes``.
+
+        ``wait=True`` (or a number of seconds, at most 60) asks the server to
+        answer once the job has ended (``Prefer: wait``): the returned job then
+        carries its status and result, as :meth:`get_job` would.
 
         With retries enabled and no ``idempotency_key`` given, one is generated
         so that a retry after a lost answer returns the same job instead of
         queuing a second one.
         """
+        chosen = {"quality": quality, "style": style, "format": format, "model": model, "n": n,
+                  "seed": seed, "background": background, "fit": fit, "priority": priority,
+                  "inputImages": None if input_images is None else [_image_url(i) for i in input_images],
+                  "customPlatforms": None if custom_platforms is None else list(custom_platforms)}
+        merged = {**(options or {}), **{k: v for k, v in chosen.items() if v is not None}}
         body: dict[str, Any] = {
             "prompt": prompt,
             "platforms": [platforms] if isinstance(platforms, str) else list(platforms),
         }
-        for name, value in (("fit", fit), ("priority", priority)):
-            if value is not None:
-                options = {**(options or {}), name: value}
-        for key, value in (("options", options), ("userId", user_id),
+        for key, value in (("options", merged or None), ("userId", user_id),
                            ("webhookUrl", webhook_url)):
             if value is not None:
                 body[key] = value
         if idempotency_key is None and self.max_retries > 0:
             idempotency_key = str(uuid.uuid4())
-        return Job.from_json(self._request("POST", "/api/jobs", json=body,
-                                           idempotency_key=idempotency_key))
+        headers, timeout = {}, None
+        if wait:
+            seconds = 60 if wait is True else int(wait)
+            headers["Prefer"] = f"wait={seconds}"
+            timeout = self.timeout + seconds       # the server holds the answer that long
+        return Job.from_json(self._request("POST", "/api/jobs", json=body, idempotency_key=idempotency_key,
+                                           headers=headers, timeout=timeout))
 
     def get_job(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", _job_path(job_id)))
@@ -170,6 +198,11 @@ class SnapAssetClient:
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a waiting, delayed or active job (``409 ConflictError`` otherwise)."""
         return Job.from_json(self._request("DELETE", _job_path(job_id, "cancel")))
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job with its history, records and stored images
+        (``409 ConflictError`` for an unfinished one: cancel it first)."""
+        self._request("DELETE", _job_path(job_id))
 
     # -- live progress -----------------------------------------------------
 
@@ -279,9 +312,11 @@ class SnapAssetClient:
 
     def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                  json: Any = None, idempotency_key: str | None = None,
-                 idempotent: bool | None = None) -> Any:
-        """Send one API call, retrying as :mod:`snapasset_sdk.retries` decides; the JSON answer."""
-        headers = {"Accept": "application/json"}
+                 idempotent: bool | None = None, headers: dict[str, str] | None = None,
+                 timeout: float | None = None) -> Any:
+        """Send one API call, retrying as :mod:`snapasset_sdk.retries` decides; the JSON answer
+        (None for 204 No Content)."""
+        headers = {"Accept": "application/json", **(headers or {})}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         if idempotent is None:
@@ -291,13 +326,15 @@ class SnapAssetClient:
         while True:
             try:
                 response = self.session.request(method, url, params=params, json=json,
-                                                headers=headers, timeout=self.timeout)
+                                                headers=headers, timeout=timeout or self.timeout)
             except _TRANSPORT_ERRORS as exc:
                 delay = retry_delay(attempt=attempt, max_retries=self.max_retries, status=None,
                                     replayable=idempotent)
                 if delay is None:
                     raise APIConnectionError(f"{method} {url} failed: {exc}") from exc
             else:
+                if response.status_code == 204:
+                    return None
                 if response.status_code < 400:
                     return _json(response)
                 error = error_from_response(response)
@@ -378,6 +415,22 @@ class SnapAssetClient:
             _check_deadline(deadline, label)
             delay = min(delay, deadline - time.monotonic())
         self._sleep(max(0.0, delay))
+
+
+def _image_url(image: InputImage) -> str:
+    """A reference picture as the API takes it: URLs as they are, files and bytes as data URLs."""
+    if isinstance(image, str) and image.startswith(("https://", "http://", "data:")):
+        return image
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    mime = next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+    if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        mime = "image/webp"
+    elif mime is None and data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        mime = "image/avif"
+    if mime is None:
+        raise ValueError(f"{image if not isinstance(image, bytes) else 'the bytes given'} is not a PNG, JPEG, "
+                         "WebP, AVIF, GIF, BMP or TIFF picture")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def _job_path(job_id: str, action: str | None = None) -> str:

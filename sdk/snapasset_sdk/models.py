@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "Image", "JobError", "JobResult", "Job", "JobSummary", "Event", "QueueStats",
+    "Image", "JobError", "JobResult", "Job", "JobSummary", "Event", "QueueStats", "WebhookState",
     "QueueState", "CleanResult", "Platform", "BulkRetryResult", "Worker", "TERMINAL_STATUSES",
     "TERMINAL_EVENT_TYPES",
 ]
@@ -49,6 +49,7 @@ class Image:
     format: str | None
     blurhash: str | None
     source_index: int | None = None   # which of the job's pictures it was cut from (0-based)
+    variant: int = 0               # which of the job's n pictures
     raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -56,7 +57,8 @@ class Image:
         return cls(platform=data.get("platform"), platform_id=data.get("platformId"),
                    url=data.get("url"), width=data.get("width"), height=data.get("height"),
                    size=data.get("size"), format=data.get("format"),
-                   blurhash=data.get("blurhash"), source_index=data.get("sourceIndex"), raw=data)
+                   blurhash=data.get("blurhash"), source_index=data.get("sourceIndex"),
+                   variant=data.get("variant") or 0, raw=data)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class JobResult:
     revised_prompt: str | None
     provider: str | None
     model: str | None
+    seed: int | None = None        # None when the model takes no seed
     raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -87,7 +90,24 @@ class JobResult:
                    images=[Image.from_json(i) for i in data.get("images") or []
                            if isinstance(i, dict)],
                    revised_prompt=data.get("revisedPrompt"), provider=data.get("provider"),
-                   model=data.get("model"), raw=data)
+                   model=data.get("model"), seed=data.get("seed"), raw=data)
+
+
+@dataclass
+class WebhookState:
+    """How the completion webhook of a job with a ``webhookUrl`` fared."""
+
+    status: str | None             # pending | delivered | failed | refused
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    raw: Raw = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Raw) -> WebhookState:
+        return cls(status=data.get("status"), attempts=data.get("attempts") or 0,
+                   last_error=data.get("lastError"), delivered_at=_timestamp(data.get("deliveredAt")),
+                   raw=data)
 
 
 @dataclass
@@ -112,11 +132,13 @@ class Job:
     estimated_seconds: float | None = None   # from recent jobs' run times; None before any finished
     stream_url: str | None = None
     status_url: str | None = None
+    queue_position: int | None = None      # waiting jobs: how many start first (0 = next)
+    webhook: WebhookState | None = None
     raw: Raw = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Raw) -> Job:
-        result, error = data.get("result"), data.get("error")
+        result, error, webhook = data.get("result"), data.get("error"), data.get("webhook")
         return cls(job_id=data.get("jobId", ""), status=data.get("status"),
                    progress=data.get("progress"), data=_object(data.get("data")),
                    logs=list(data.get("logs") or []), attempts_made=data.get("attemptsMade"),
@@ -128,7 +150,9 @@ class Job:
                    failed_reason=data.get("failedReason"), message=data.get("message"),
                    estimated_time=data.get("estimatedTime"), estimated_seconds=data.get("estimatedSeconds"),
                    stream_url=data.get("streamUrl"),
-                   status_url=data.get("statusUrl"), raw=data)
+                   status_url=data.get("statusUrl"), queue_position=data.get("queuePosition"),
+                   webhook=WebhookState.from_json(webhook) if isinstance(webhook, dict) else None,
+                   raw=data)
 
     @property
     def is_finished(self) -> bool:

@@ -286,3 +286,43 @@ def test_a_success_answer_that_is_not_json_is_an_error(client, mocked):
 def test_a_client_pointed_elsewhere_talks_only_to_that_base_url():
     responses.get("http://other.test/prefix/api/platforms", json=[])
     SnapAssetClient("http://other.test/prefix/", token="t").platforms()
+
+
+def test_create_job_takes_every_option_as_a_keyword(client, mocked, tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    path = tmp_path / "reference.png"
+    path.write_bytes(png)
+    mocked.post(f"{BASE}/api/jobs", status=201, json={"jobId": JOB_ID, "status": "completed", "queuePosition": None})
+    client.create_job("A beautiful sunset over mountains", [], model="gpt-image-2", n=3, seed=42,
+                      background="transparent", format="webp", quality="high",
+                      input_images=["https://example.com/a.jpg", path, png],
+                      custom_platforms=[{"id": "shop-banner", "width": 1600, "height": 400}],
+                      options={"n": 1, "future": "kept"}, wait=20)
+    call = mocked.calls[0]
+    data_url = "data:image/png;base64," + __import__("base64").b64encode(png).decode()
+    assert sent_json(call)["options"] == {
+        "n": 3, "future": "kept", "model": "gpt-image-2", "seed": 42, "background": "transparent",
+        "format": "webp", "quality": "high", "inputImages": ["https://example.com/a.jpg", data_url, data_url],
+        "customPlatforms": [{"id": "shop-banner", "width": 1600, "height": 400}]}
+    assert sent_json(call)["platforms"] == []
+    assert call.request.headers["Prefer"] == "wait=20"
+
+
+def test_an_input_image_that_is_no_picture_is_refused_before_sending(client, mocked):
+    with pytest.raises(ValueError, match="not a PNG"):
+        client.create_job("A beautiful sunset over mountains", ["og-image"], input_images=[b"hello"])
+    assert not mocked.calls
+
+
+def test_delete_job_and_the_new_job_fields(client, mocked):
+    mocked.delete(f"{BASE}/api/jobs/{JOB_ID}", status=204)
+    assert client.delete_job(JOB_ID) is None
+    mocked.get(f"{BASE}/api/jobs/{JOB_ID}", json={
+        **COMPLETED, "status": "waiting", "queuePosition": 2,
+        "webhook": {"status": "delivered", "attempts": 1, "lastError": None, "deliveredAt": "2024-01-24T10:00:31Z"},
+        "result": {**COMPLETED["result"], "seed": 9,
+                   "images": [{**COMPLETED["result"]["images"][0], "variant": 1}]}})
+    job = client.get_job(JOB_ID)
+    assert job.queue_position == 2 and job.webhook.status == "delivered" and job.webhook.attempts == 1
+    assert job.webhook.delivered_at == datetime(2024, 1, 24, 10, 0, 31, tzinfo=timezone.utc)
+    assert job.result.seed == 9 and job.result.images[0].variant == 1

@@ -14,6 +14,7 @@ from snapasset.connections import RedisHandle
 from snapasset.errors import APIError, ErrorCode
 from snapasset.jobs import JobService
 from snapasset.queueadmin import QueueAdmin
+from snapasset.stores import Stores
 
 __all__ = ["Services", "services", "principal", "require_user", "require_admin", "caller_identity",
            "json_body", "absolute_url", "absolutize_result", "EXTENSION", "API_KEY_HEADER",
@@ -81,6 +82,7 @@ class Services:
     jobs: JobService
     queue_admin: QueueAdmin
     auth: Authenticator
+    stores: Stores       # storage and records: uploads, deletion, readiness
 
 
 def services() -> Services:

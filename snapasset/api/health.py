@@ -6,30 +6,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from snapasset.api.common import services
 from snapasset.errors import APIError, ErrorCode, utcnow_iso
 from snapasset.live_workers import live_workers
-from snapasset.records import supabase_client
-from snapasset.storage import Storage, build_storage
 
 __all__ = ["bp", "live_worker_count"]
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
-
-EXTENSION = "snapasset.health"
-
-
-def _storage(settings) -> Storage:
-    """The app's storage adapter, built on first use: no network at app creation."""
-    storage = current_app.extensions.get(EXTENSION)
-    if storage is None:
-        storage = current_app.extensions[EXTENSION] = build_storage(settings, supabase_client(settings))
-    return storage
-
 
 def live_worker_count(conn, settings) -> int:
     """Workers on our queue whose heartbeat is recent (a crashed worker's registration outlives
@@ -47,7 +34,7 @@ def ready():
     except Exception as exc:   # any failure to answer means not ready; say which
         checks["redis"] = {"ok": False, "error": type(exc).__name__}
     try:
-        _storage(svc.settings).check()
+        svc.stores.storage.check()
         checks["storage"] = {"ok": True}
     except Exception as exc:
         log.warning("readiness: storage check failed: %s", exc)

@@ -109,7 +109,8 @@ def _acting_user() -> str | None:
 
 def _exempt() -> bool:
     path = request.path
-    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
+    # a CORS preflight carries no credentials and runs no view (snapasset.cors)
+    return request.method == "OPTIONS" or path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 
 
 @dataclass

@@ -29,7 +29,8 @@ def page_csp(settings: Settings) -> str:
 @bp.get("/")
 def page():
     settings = services().settings
-    response = Response(render_template("index.html", development=not settings.production))
+    response = Response(render_template("index.html", development=not settings.production,
+                                        models=settings.image_models))
     response.headers["Content-Security-Policy"] = page_csp(settings)
     return response
 
@@ -44,6 +45,7 @@ def api_docs():
 @bp.get("/openapi.json")
 def openapi():
     settings = services().settings
-    response = jsonify(build_document(server_url=settings.public_url or request.host_url.rstrip("/")))
+    response = jsonify(build_document(server_url=settings.public_url or request.host_url.rstrip("/"),
+                                      models=settings.image_models))
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -15,8 +15,9 @@ __all__ = ["describe", "created_body", "list_item", "list_body", "admin_list_bod
            "retried_body", "cancelled_body"]
 
 
-def describe(job: Job, *, queue_position: int | None = None) -> dict:
-    """GET /api/jobs/:id body (`queue_position`: of a waiting job, from the job service)."""
+def describe(job: Job, *, queue_position: int | None = None, webhook: dict | None = None) -> dict:
+    """GET /api/jobs/:id body; `queue_position` for a waiting job, `webhook` (its delivery
+    state) for a job with a webhookUrl."""
     state = jobrecord.state_of(job)
     status = status_of(job)
     body = {
@@ -40,6 +41,8 @@ def describe(job: Job, *, queue_position: int | None = None) -> dict:
     if error and status in (Status.FAILED, Status.DELAYED):   # delayed: why the last attempt failed
         body["error"] = error
         body["failedReason"] = error["message"]
+    if webhook is not None:
+        body["webhook"] = webhook
     return body
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 
 from snapasset.config import ConfigError, Settings
-from snapasset.providers.base import GeneratedImage, GenerationRequest, ImageProvider
+from snapasset.providers.base import GeneratedImage, GenerationRequest, ImageProvider, for_model, safety_identifier
 
-__all__ = ["ImageProvider", "GenerationRequest", "GeneratedImage", "build_provider"]
+__all__ = ["ImageProvider", "GenerationRequest", "GeneratedImage", "build_provider", "for_model", "safety_identifier"]
 
 
 def build_provider(settings: Settings) -> ImageProvider:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -9,7 +10,7 @@ from typing import Protocol
 from snapasset.platforms import Platform
 
 __all__ = ["GenerationRequest", "GeneratedImage", "ImageProvider", "ExtendingProvider", "PartialImageCallback",
-           "can_extend"]
+           "can_extend", "safety_identifier", "for_model"]
 
 # Called with the bytes (PNG/JPEG/WebP) of a partial image while the model is still drawing.
 PartialImageCallback = Callable[[bytes], None]
@@ -23,11 +24,16 @@ class GenerationRequest:
     quality: str = "auto"          # low | medium | high | auto (standard/hd already mapped)
     style: str | None = None       # vivid | natural, a hint only
     output_format: str = "png"     # what the provider should return when it has the choice
+    n: int = 1                     # distinct pictures wanted for this prompt (variants)
+    seed: int | None = None        # the same seed, prompt and size draw the same picture, where honoured
+    background: str = "auto"       # auto | opaque | transparent
+    input_images: tuple[bytes, ...] = ()    # reference pictures to work from (image-to-image)
+    safety_identifier: str | None = None    # who asked, hashed (safety_identifier()); never the raw id
 
 
 @dataclass
 class GeneratedImage:
-    data: bytes                    # encoded image bytes as the model returned them
+    data: bytes                    # encoded image bytes as the model returned them (the first variant)
     provider: str                  # "local" | "openai"
     model: str
     revised_prompt: str | None = None
@@ -35,6 +41,19 @@ class GeneratedImage:
     # What the picture shows, when the provider knows it: the local provider names the subject
     # it drew ("cat", "landscape: mountains at sunset", "abstract"); models do not say.
     subject: str | None = None
+    variants: tuple[bytes, ...] = ()   # the further pictures of a request with n > 1
+    seed: int | None = None            # the seed the picture was drawn with; None when not honoured
+
+    @property
+    def pictures(self) -> list[bytes]:
+        """Every picture drawn, variant 0 first."""
+        return [self.data, *self.variants]
+
+
+def safety_identifier(user_id: str) -> str:
+    """The stable identifier of an end user that image models ask for (abuse monitoring): a hash,
+    so that no user id or e-mail address leaves SnapAsset."""
+    return hashlib.sha256(f"snapasset-user:{user_id}".encode()).hexdigest()
 
 
 class ImageProvider(Protocol):
@@ -49,7 +68,10 @@ class ImageProvider(Protocol):
 
     def generate(self, request: GenerationRequest, *,
                  on_partial: PartialImageCallback | None = None) -> GeneratedImage:
-        """Draw one image. Raises snapasset.errors.JobFailure subclasses for known failures."""
+        """Draw request.n pictures. Raises snapasset.errors.JobFailure subclasses for known failures."""
+
+    # Optional: `with_model(name) -> ImageProvider`, the same provider drawing with another model
+    # (options.model). A provider without it draws with its own model whatever is asked.
 
 
 class ExtendingProvider(ImageProvider, Protocol):
@@ -63,3 +85,10 @@ class ExtendingProvider(ImageProvider, Protocol):
 
 def can_extend(provider: ImageProvider) -> bool:
     return callable(getattr(provider, "extend", None))
+
+
+def for_model(provider: ImageProvider, model: str | None) -> ImageProvider:
+    """The provider that draws with `model` (None: the provider's own)."""
+    if model is None or not hasattr(provider, "with_model"):
+        return provider
+    return provider.with_model(model)

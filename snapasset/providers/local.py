@@ -9,6 +9,12 @@ composition of its colours with its key words set in type. The picture is drawn 
 asked for (anti-aliased by drawing the subject twice as large and reducing it), carries a
 "SnapAsset local preview" label so nobody takes it for a model's, and the result names what
 was drawn (``GeneratedImage.subject``).
+
+It honours what a request asks beyond the prompt, as a model would: the seed (the same prompt,
+seed and size draw the same bytes; without one, the seed the prompt picks, reported in the
+result so that the picture can be drawn again), ``n`` variants (seeds seed, seed + 1, …), a
+transparent background (the top of the picture becomes see-through) and a reference picture
+(the first one is placed mid-scene, framed).
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ import random
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from snapasset.imaging import best_aspect, size_for_aspect
+from snapasset.imaging import best_aspect, decode, size_for_aspect
 from snapasset.platforms import Platform
 from snapasset.providers.base import GeneratedImage, GenerationRequest, PartialImageCallback
 from snapasset.providers.local_subjects import SUBJECTS, Pen, Subject, hsv, mix
@@ -33,6 +39,7 @@ from snapasset.providers.local_subjects import SUBJECTS, Pen, Subject, hsv, mix
 __all__ = ["LocalProvider", "Composition", "compose", "draw", "LABEL"]
 
 LABEL = "SnapAsset local preview"
+SEED_MAX = 2**31 - 1
 _PARTIAL_LONG_SIDE = 384     # partial images are small: they only feed live previews
 _SUPERSAMPLE_PIXELS = 2400 * 2400   # the subject is drawn at 2× unless that would exceed this
 
@@ -74,7 +81,7 @@ class Composition:
     y: float
     scale: float                 # the subject's side, as a fraction of the picture's short side
     words: tuple[str, ...]       # the prompt's key words (for the abstract picture's type)
-    seed: int
+    seed: int                    # 0 … SEED_MAX: what the rest of the drawing is chosen by
 
     @property
     def description(self) -> str:
@@ -110,7 +117,7 @@ def compose(prompt: str) -> Composition:
     return Composition(subject=subject, kind=kind, hue=named_hues[0] if named_hues else None,
                        second_hue=named_hues[1] if len(named_hues) > 1 else None,
                        time=time_of_day, setting=setting or rng.choice(("hills", "mountains", "water")),
-                       x=x, y=y, scale=scale, words=key_words, seed=int.from_bytes(digest[8:16], "big"))
+                       x=x, y=y, scale=scale, words=key_words, seed=int.from_bytes(digest[8:12], "big") & SEED_MAX)
 
 
 def _first_subject(text: str) -> str | None:
@@ -171,22 +178,67 @@ class LocalProvider:
     def generate(self, request: GenerationRequest, *,
                  on_partial: PartialImageCallback | None = None) -> GeneratedImage:
         composition = compose(request.prompt)
-        image = paint(composition, request.width, request.height)
+        seed = request.seed if request.seed is not None else composition.seed
+        pictures = [self._picture(request, replace(composition, seed=(seed + variant) % (SEED_MAX + 1)))
+                    for variant in range(request.n)]
         fmt = _output_format(request.output_format)
+        if request.background == "transparent" and fmt == "jpeg":
+            fmt = "png"   # JPEG has no alpha
         partials = self.partial_images if on_partial is not None else 0
         # The simulated model time is spread so partials arrive while the "model" still draws.
         pause = self.latency / (partials + 1)
         for index in range(1, partials + 1):
             _sleep(pause)
-            on_partial(_encode(_partial(image, index, partials), fmt))
+            on_partial(_encode(_partial(pictures[0], index, partials), fmt))
         _sleep(pause)
-        return GeneratedImage(data=_encode(image, fmt), provider=self.name, model=self.model,
-                              revised_prompt=None, usage=None, subject=composition.description)
+        encoded = [_encode(picture, fmt) for picture in pictures]
+        return GeneratedImage(data=encoded[0], variants=tuple(encoded[1:]), provider=self.name, model=self.model,
+                              revised_prompt=None, usage=None, subject=composition.description, seed=seed)
+
+    @staticmethod
+    def _picture(request: GenerationRequest, composition: Composition) -> Image.Image:
+        image = paint(composition, request.width, request.height)
+        if request.input_images:
+            image = with_reference(image, request.input_images[0])
+        if request.background == "transparent":
+            image = with_transparent_sky(image)
+        return image
 
 
 def draw(prompt: str, width: int, height: int) -> Image.Image:
     """The picture for this prompt at exactly width × height (RGB)."""
     return paint(compose(prompt), width, height)
+
+
+def with_reference(image: Image.Image, reference: bytes) -> Image.Image:
+    """The reference picture placed in the scene: fitted into the middle 45 % of the frame, on a
+    white mat with a soft shadow (its own transparency kept), so that it is plainly there."""
+    picture = decode(reference).convert("RGBA")
+    w, h = image.size
+    picture.thumbnail((max(1, round(w * 0.45)), max(1, round(h * 0.45))), Image.Resampling.LANCZOS)
+    mat = max(2, round(min(w, h) * 0.012))
+    x, y = (w - picture.width) // 2, round(h * 0.52 - picture.height / 2)
+    out = image.convert("RGBA")
+    shadow = Image.new("L", out.size, 0)
+    ImageDraw.Draw(shadow).rectangle((x - mat + mat * 2, y - mat + mat * 2, x + picture.width + mat * 3,
+                                      y + picture.height + mat * 3), fill=110)
+    out.paste((0, 0, 0, 255), mask=shadow.filter(ImageFilter.GaussianBlur(mat * 2)))
+    ImageDraw.Draw(out).rectangle((x - mat, y - mat, x + picture.width + mat - 1, y + picture.height + mat - 1),
+                                  fill=(250, 250, 246, 255))
+    out.alpha_composite(picture, (x, y))
+    return out.convert("RGB")
+
+
+def with_transparent_sky(image: Image.Image) -> Image.Image:
+    """A transparent background: the top third (the sky) see-through, fading in towards the land."""
+    w, h = image.size
+    alpha = Image.linear_gradient("L").resize((1, 256)).resize((w, h), Image.Resampling.BILINEAR)
+    clear_until, opaque_from = 0.3, 0.45
+    ramp = opaque_from - clear_until
+    alpha = alpha.point(lambda v: round(255 * min(1.0, max(0.0, (v / 255 - clear_until) / ramp))))
+    out = image.convert("RGBA")
+    out.putalpha(alpha)
+    return out
 
 
 def _sleep(seconds: float) -> None:

@@ -9,38 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import io
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from snapasset.errors import (
     ContentPolicyViolation, InvalidImage, JobFailure, JobTimedOut, ProviderError, ProviderRateLimited,
 )
+from snapasset.image_models import DEFAULT_MODEL, STANDARD_SIZES, model_spec
 from snapasset.platforms import Platform
 from snapasset.providers.base import GeneratedImage, GenerationRequest, PartialImageCallback
 
-__all__ = ["OpenAIProvider", "MODELS"]
-
-# The three sizes every GPT image model accepts.
-STANDARD_SIZES: tuple[tuple[int, int], ...] = ((1024, 1024), (1536, 1024), (1024, 1536))
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    flexible_size: bool      # any WxH within the limits below, else only STANDARD_SIZES
-    streaming: bool = True   # stream=True with partial_images
-
-
-MODELS: dict[str, ModelSpec] = {
-    "gpt-image-1": ModelSpec(flexible_size=False),
-    "gpt-image-1-mini": ModelSpec(flexible_size=False),
-    "gpt-image-1.5": ModelSpec(flexible_size=False),
-    "gpt-image-2": ModelSpec(flexible_size=True),
-}
-# A dated snapshot ("gpt-image-2-2026-04-21") behaves as its family.
-_SNAPSHOT = re.compile(r"^(?P<family>.+?)-\d{4}-\d{2}-\d{2}$")
+__all__ = ["OpenAIProvider"]
 
 # gpt-image-2 custom sizes: sides divisible by 16, ratio within 1:3..3:1, total pixels in
 # [655,360, 8,294,400], longest side <= 3840. Sizes above 2560x1440 are "experimental" per
@@ -55,7 +37,6 @@ FLEX_MAX_SIDE = 3840
 FLEX_API_MAX_PIXELS = 3840 * 2160   # the most a custom size may have: what a picture is checked against
 FLEX_MIN_RATIO, FLEX_MAX_RATIO = 1 / 3, 3.0
 
-QUALITIES = frozenset({"low", "medium", "high", "auto"})
 OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
 
 # What OpenAI answers when its safety system refuses a prompt.
@@ -63,16 +44,6 @@ _MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"}
 _MODERATION_TEXT = re.compile(r"safety system|content policy|moderation", re.IGNORECASE)
 _BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 _SECRET_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{4,}")
-
-
-def _model_spec(model: str) -> ModelSpec:
-    spec = MODELS.get(model)
-    if spec is None and (match := _SNAPSHOT.match(model)):
-        spec = MODELS.get(match["family"])
-    if spec is None:
-        raise ValueError(f"unknown OpenAI image model {model!r}; expected one of {', '.join(MODELS)} "
-                         "(or a dated snapshot of one)")
-    return spec
 
 
 def _round_to(value: float, multiple: int) -> int:
@@ -131,7 +102,7 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, *, api_key: str, model: str = "gpt-image-1", base_url: str | None = None,
+    def __init__(self, *, api_key: str, model: str = DEFAULT_MODEL, base_url: str | None = None,
                  timeout: float = 120.0, partial_images: int = 2, client=None):
         if not api_key and client is None:
             raise ValueError("OpenAIProvider needs an api_key")
@@ -140,7 +111,7 @@ class OpenAIProvider:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.model = model
-        self._spec = _model_spec(model)
+        self._spec = model_spec(model)
         self._api_key = api_key
         self._base_url = base_url
         self._timeout = timeout
@@ -157,6 +128,15 @@ class OpenAIProvider:
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIProvider(model={self.model!r}, base_url={self._base_url!r})"
+
+    def with_model(self, model: str) -> OpenAIProvider:
+        """This provider drawing with another model (same client and settings)."""
+        if model == self.model:
+            return self
+        clone = copy.copy(self)
+        clone.model, clone._spec = model, model_spec(model)
+        clone._client = self._openai()
+        return clone
 
     # -- size --------------------------------------------------------------------------------
     def choose_size(self, platforms: Sequence[Platform]) -> tuple[int, int]:
@@ -190,32 +170,42 @@ class OpenAIProvider:
     def generate(self, request: GenerationRequest, *,
                  on_partial: PartialImageCallback | None = None) -> GeneratedImage:
         params = self._params(request)
-        # request.style is a DALL·E-era hint the GPT image models reject, so it is not sent.
-        stream = on_partial is not None and self._spec.streaming and self._partial_images > 0
+        # One picture from a prompt alone streams its partial images; several, or an edit of
+        # reference pictures, come at once.
+        stream = (on_partial is not None and self._spec.streaming and self._partial_images > 0
+                  and request.n == 1 and not request.input_images)
         if stream:
             return self._failing_as_job_failures(lambda: self._generate_streaming(params, on_partial))
-        return self._failing_as_job_failures(
-            lambda: self._image_from(self._openai().images.generate(**params)))
+        if request.input_images:
+            return self._failing_as_job_failures(lambda: self._collect(
+                self._openai().images.edit(image=_uploads(request.input_images), **params)))
+        return self._failing_as_job_failures(lambda: self._collect(self._openai().images.generate(**params)))
 
     def extend(self, request: GenerationRequest, image: bytes, mask: bytes) -> GeneratedImage:
         """Paint the transparent part of ``image`` through the image-edit endpoint (``fit=extend``)."""
         params = self._params(request)
         params["image"] = ("picture.png", image, "image/png")
         params["mask"] = ("mask.png", mask, "image/png")
-        return self._failing_as_job_failures(lambda: self._image_from(self._openai().images.edit(**params)))
+        return self._failing_as_job_failures(lambda: self._collect(self._openai().images.edit(**params)))
 
     def _params(self, request: GenerationRequest) -> dict:
-        if request.quality not in QUALITIES:
-            raise ValueError(f"quality must be one of {sorted(QUALITIES)}, got {request.quality!r}")
+        if request.quality not in self._spec.qualities:
+            raise ValueError(f"{self.model} takes quality {', '.join(self._spec.qualities)}; got {request.quality!r}")
         params = {
             "model": self.model,
             "prompt": request.prompt,
             "size": self._size_param(request),
             "quality": request.quality,
-            "n": 1,
+            "n": request.n,
         }
         if request.output_format in OUTPUT_FORMATS:
             params["output_format"] = request.output_format
+        if request.background != "auto":
+            params["background"] = request.background
+        if request.safety_identifier:
+            params["safety_identifier"] = request.safety_identifier
+        # request.style is a DALL·E-era hint the GPT image models reject, so it is not sent, and
+        # no GPT image model takes a seed: the result says "seed": null.
         return params
 
     def _failing_as_job_failures(self, call):
@@ -229,12 +219,14 @@ class OpenAIProvider:
                 raise
             raise failure from None
 
-    def _image_from(self, response) -> GeneratedImage:
-        first = response.data[0] if response.data else None
-        data = _verified_image(first.b64_json if first else None, "image")
+    def _collect(self, response) -> GeneratedImage:
+        items = list(response.data or [])
+        if not items:
+            raise InvalidImage("the image model returned no image")
+        pictures = [_verified_image(item.b64_json, "image") for item in items]
         usage = response.usage.model_dump(exclude_none=True) if response.usage is not None else None
-        return GeneratedImage(data=data, provider=self.name, model=self.model,
-                              revised_prompt=getattr(first, "revised_prompt", None), usage=usage)
+        return GeneratedImage(data=pictures[0], variants=tuple(pictures[1:]), provider=self.name, model=self.model,
+                              revised_prompt=getattr(items[0], "revised_prompt", None), usage=usage)
 
     def _generate_streaming(self, params: dict, on_partial: PartialImageCallback) -> GeneratedImage:
         events = self._openai().images.generate(**params, stream=True, partial_images=self._partial_images)
@@ -304,6 +296,17 @@ class OpenAIProvider:
             return ProviderError(f"the image model failed ({status}): {detail or 'server error'}",
                                  retryable=True, retry_after=retry_after)
         return ProviderError(f"the image model refused the request ({status}): {detail}", retryable=False)
+
+
+def _uploads(images: tuple[bytes, ...]) -> list[tuple[str, bytes, str]]:
+    """The reference pictures as the multipart files images.edit sends (name, bytes, content type)."""
+    from snapasset.references import check_picture, content_type
+
+    files = []
+    for index, data in enumerate(images):
+        extension = check_picture(data)
+        files.append((f"reference-{index}.{extension}", data, content_type(extension)))
+    return files
 
 
 def _retry_after(headers) -> float | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from snapasset.config import Settings
-from snapasset.records.base import GenerationRecord, ImageRecord, Records
+from snapasset.records.base import GenerationRecord, ImageRecord, Records, generation_id_for
 
-__all__ = ["Records", "GenerationRecord", "ImageRecord", "build_records", "supabase_client"]
+__all__ = ["Records", "GenerationRecord", "ImageRecord", "build_records", "supabase_client", "generation_id_for"]
 
 
 def supabase_client(settings: Settings):

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["GenerationRecord", "ImageRecord", "Records"]
+__all__ = ["GenerationRecord", "ImageRecord", "Records", "generation_id_for"]
+
+GENERATION_NAMESPACE = uuid.UUID("6f1c1d1e-5a5e-4c8b-9a57-1e2a7d0c5a11")
+
+
+def generation_id_for(job_id: str) -> str:
+    """One generation per job, the same across retries: rows and object keys never double."""
+    return str(uuid.uuid5(GENERATION_NAMESPACE, job_id))
 
 
 @dataclass
@@ -36,6 +44,7 @@ class ImageRecord:
     size: int
     format: str
     blurhash: str
+    variant: int = 0               # which of the job's n pictures (0-based)
     extra: dict = field(default_factory=dict)
 
 
@@ -44,10 +53,10 @@ class Records(Protocol):
         """Insert or update the generation (keyed by id): never a second row for one job."""
 
     def save_image(self, record: ImageRecord) -> None:
-        """Insert or update the image (keyed by generation_id + platform_id)."""
+        """Insert or update the image (keyed by generation_id + platform_id + variant)."""
 
     def delete_generation(self, generation_id: str) -> None:
-        """Remove the generation and its images (a failed or cancelled job leaves none)."""
+        """Remove the generation and its images (a failed, cancelled or deleted job leaves none)."""
 
     def get_generation(self, generation_id: str) -> dict | None:
         """The stored generation with an `images` list, or None."""

@@ -42,10 +42,14 @@ CREATE TABLE IF NOT EXISTS generated_images (
     size INTEGER NOT NULL,
     format TEXT NOT NULL,
     blurhash TEXT NOT NULL,
+    variant INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    PRIMARY KEY (generation_id, platform_id)
+    PRIMARY KEY (generation_id, platform_id, variant)
 );
 """
+
+IMAGE_COLUMNS = ("generation_id, user_id, platform_id, url, storage_key, width, height, size, format, blurhash, "
+                 "created_at")
 
 
 class SqliteRecords:
@@ -58,6 +62,19 @@ class SqliteRecords:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(SCHEMA)
+            self._add_variants(db)
+
+    @staticmethod
+    def _add_variants(db: sqlite3.Connection) -> None:
+        """A file made before variants keyed images by (generation_id, platform_id); SQLite cannot
+        change a primary key in place, so that table is rebuilt once, its rows kept as variant 0."""
+        if "variant" in {row[1] for row in db.execute("PRAGMA table_info(generated_images)")}:
+            return
+        db.execute("ALTER TABLE generated_images RENAME TO generated_images_before_variants")
+        db.executescript(SCHEMA)
+        db.execute(f"INSERT INTO generated_images ({IMAGE_COLUMNS}) "
+                   f"SELECT {IMAGE_COLUMNS} FROM generated_images_before_variants")
+        db.execute("DROP TABLE generated_images_before_variants")
 
     def _connection(self) -> sqlite3.Connection:
         local = self._local
@@ -97,10 +114,10 @@ class SqliteRecords:
         with self._connect() as db:
             db.execute(
                 """INSERT INTO generated_images (generation_id, user_id, platform_id, url, storage_key, width,
-                                                 height, size, format, blurhash)
+                                                 height, size, format, blurhash, variant)
                    VALUES (:generation_id, :user_id, :platform_id, :url, :storage_key, :width, :height, :size,
-                           :format, :blurhash)
-                   ON CONFLICT (generation_id, platform_id) DO UPDATE SET url=excluded.url,
+                           :format, :blurhash, :variant)
+                   ON CONFLICT (generation_id, platform_id, variant) DO UPDATE SET url=excluded.url,
                        storage_key=excluded.storage_key, width=excluded.width, height=excluded.height,
                        size=excluded.size, format=excluded.format, blurhash=excluded.blurhash""", row)
 
@@ -115,7 +132,8 @@ class SqliteRecords:
             row = cursor.execute("SELECT * FROM generations WHERE id = ?", (generation_id,)).fetchone()
             if row is None:
                 return None
-            images = cursor.execute("SELECT * FROM generated_images WHERE generation_id = ? ORDER BY platform_id",
+            images = cursor.execute("SELECT * FROM generated_images WHERE generation_id = ? "
+                                    "ORDER BY variant, platform_id",
                                     (generation_id,)).fetchall()
         generation = dict(row)
         for name in ("platforms", "options", "usage"):

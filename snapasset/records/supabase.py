@@ -2,7 +2,8 @@
 
 Every write is an upsert on the row's natural key, so a retried job writes each row once:
 `generations` on its id (derived from the job id), `generated_images` on
-(generation_id, platform_id). Schema: snapasset/migrations/001_init.sql.
+(generation_id, platform_id, variant). Schema: snapasset/migrations/001_init.sql and
+002_variants.sql.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["SupabaseRecords", "GENERATIONS", "IMAGES"]
 
 GENERATIONS = "generations"
 IMAGES = "generated_images"
-IMAGE_CONFLICT_KEY = "generation_id,platform_id"
+IMAGE_CONFLICT_KEY = "generation_id,platform_id,variant"
 
 
 def _now_iso() -> str:
@@ -89,5 +90,6 @@ class SupabaseRecords:
         images = self._run(f"read the images of generation {generation_id}",
                            self._client.table(IMAGES).select("*").eq("generation_id", generation_id))
         order = {platform: index for index, platform in enumerate(generation.get("platforms") or [])}
-        generation["images"] = sorted(images.data, key=lambda row: order.get(row.get("platform_id"), len(order)))
+        generation["images"] = sorted(images.data, key=lambda row: (row.get("variant") or 0,
+                                                                    order.get(row.get("platform_id"), len(order))))
         return generation

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from snapasset.config import Settings
-from snapasset.storage.base import Storage, object_key
+from snapasset.storage.base import Storage, object_key, reference_key
 
-__all__ = ["Storage", "object_key", "build_storage"]
+__all__ = ["Storage", "object_key", "reference_key", "build_storage"]
 
 
 def build_storage(settings: Settings, supabase_client=None) -> Storage:

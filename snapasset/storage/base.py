@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Storage", "object_key"]
+__all__ = ["Storage", "object_key", "reference_key"]
 
 
-def object_key(user_id: str, generation_id: str, platform_id: str, width: int, height: int, ext: str) -> str:
-    """Where one rendered image lives: <userId>/<generationId>/<platform>-<w>x<h>.<ext>."""
-    return f"{user_id}/{generation_id}/{platform_id}-{width}x{height}.{ext}"
+def object_key(user_id: str, generation_id: str, platform_id: str, width: int, height: int, ext: str,
+               variant: int = 0) -> str:
+    """Where one rendered image lives: <userId>/<generationId>/<platform>-<w>x<h>.<ext>, and for
+    the further variants of a job with n > 1, <platform>-<w>x<h>-v<variant>.<ext>."""
+    suffix = f"-v{variant}" if variant else ""
+    return f"{user_id}/{generation_id}/{platform_id}-{width}x{height}{suffix}.{ext}"
+
+
+def reference_key(user_id: str, generation_id: str, index: int, ext: str) -> str:
+    """Where a reference picture uploaded with a job (a data URL) is kept, beside its outputs."""
+    return f"{user_id}/{generation_id}/references/reference-{index}.{ext}"
 
 
 class Storage(Protocol):
@@ -17,6 +25,9 @@ class Storage(Protocol):
         """Store the object at key (overwriting), return the URL a client fetches it from.
 
         Raises snapasset.errors.StorageFailure when it cannot."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes. Raises snapasset.errors.StorageFailure when it cannot."""
 
     def delete(self, keys: list[str]) -> None:
         """Remove these objects; missing ones are not an error."""

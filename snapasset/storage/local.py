@@ -39,13 +39,20 @@ class LocalStorage:
             raise StorageFailure(f"could not write {key}: {exc.strerror}") from exc
         return f"{self.url_prefix}/{key}"
 
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise StorageFailure(f"could not read {key}: {exc.strerror}", retryable=False) from exc
+
     def delete(self, keys: list[str]) -> None:
         parents = set()
         for key in keys:
             path = self._path(key)
             path.unlink(missing_ok=True)
             parents.add(path.parent)
-        for parent in parents:   # drop the generation's folder once it is empty
+        # drop the folders left empty, deepest first (references/ before the generation's own)
+        for parent in sorted(parents, key=lambda path: len(path.parts), reverse=True):
             try:
                 parent.rmdir()
             except OSError:

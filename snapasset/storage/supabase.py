@@ -105,6 +105,9 @@ class SupabaseStorage:
             raise StorageFailure(f"Supabase Storage returned no signed URL for {key}", retryable=True)
         return url
 
+    def get(self, key: str) -> bytes:
+        return self._with_retries(f"download {key}", lambda: self._files().download(key))
+
     def delete(self, keys: list[str]) -> None:
         keys = list(keys)
         for start in range(0, len(keys), _REMOVE_BATCH):

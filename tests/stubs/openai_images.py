@@ -1,5 +1,5 @@
-"""A local OpenAI Images API (``POST /v1/images/generations`` and ``/v1/images/edits``) for the
-real ``openai`` client.
+"""A local OpenAI Images API (``POST /v1/images/generations`` and ``/v1/images/edits``, the
+latter multipart) for the real ``openai`` client.
 
     stub = OpenAIImagesStub.start()
     stub.script([rate_limited(retry_after=7), success()])   # one reply per call, in order
@@ -8,8 +8,10 @@ real ``openai`` client.
     stub.requests[0].json["size"]; stub.stop()
 
 When the script runs out, every call gets ``success()``. Images are real PNGs of the size
-asked for (``auto`` → 1024x1024), so they decode with Pillow. An edit answers with the image
-it was given, its fully transparent pixels painted ``EDIT_PAINT`` (what the model painted).
+asked for (``auto`` → 1024x1024), ``n`` of them, each of its own colour, so they decode with
+Pillow and variants differ. An edit with a mask answers with the image it was given, its fully
+transparent pixels painted ``EDIT_PAINT`` (what the model painted); one without (reference
+pictures) answers as a generation does.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = ["OpenAIImagesStub", "Scripted", "success", "stream", "moderation_bloc
            "server_error", "error", "garbage", "slow", "png_bytes", "form_fields", "EDIT_PAINT"]
 
 EDIT_PAINT = (255, 0, 200)
+GENERATIONS = "/v1/images/generations"
+EDITS = "/v1/images/edits"
 DEFAULT_USAGE = {"input_tokens": 50, "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
                  "output_tokens": 4160, "total_tokens": 4210}
 
@@ -122,7 +126,11 @@ class OpenAIImagesStub(StubServer):
 
     @property
     def generations(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == "/v1/images/generations"]
+        return [r for r in self.requests if r.path == GENERATIONS]
+
+    @property
+    def edits(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == EDITS]
 
     @property
     def edits(self) -> list[RecordedRequest]:
@@ -133,12 +141,16 @@ class OpenAIImagesStub(StubServer):
             return self._script.popleft() if self._script else success()
 
     def respond(self, request: RecordedRequest) -> Reply:
-        if request.method == "POST" and request.path == "/v1/images/edits":
+        if request.method == "POST" and request.path == EDITS and "mask" in form_fields(request):
             return self._edit(request)
-        if request.method != "POST" or request.path != "/v1/images/generations":
+        if request.method != "POST" or request.path not in (GENERATIONS, EDITS):
             return Reply.json({"error": {"message": f"Invalid URL ({request.method} {request.path})",
                                          "type": "invalid_request_error", "param": None, "code": None}}, 404)
-        params = request.json or {}
+        if request.path == EDITS:   # the form's text fields, as generations would send them
+            params = {name: value.decode() for name, value in form_fields(request).items()
+                      if name not in ("image", "image[]", "mask")}
+        else:
+            params = request.json or {}
         scripted = self._next()
         if scripted.kind == "error":
             reply = Reply.json(scripted.body, scripted.status, scripted.headers)
@@ -158,11 +170,14 @@ class OpenAIImagesStub(StubServer):
         return int(width), int(height)
 
     def _success(self, params: dict, scripted: Scripted) -> Reply:
-        image = scripted.image_b64 or _b64(png_bytes(*self._size(params)))
-        item = {"b64_json": image}
-        if scripted.revised_prompt is not None:
-            item["revised_prompt"] = scripted.revised_prompt
-        body = {"created": int(time.time()), "data": [item], "size": params.get("size"),
+        items = []
+        for index in range(int(params.get("n") or 1)):
+            colour = (200, 120 + 40 * index, 40)
+            item = {"b64_json": scripted.image_b64 or _b64(png_bytes(*self._size(params), colour))}
+            if scripted.revised_prompt is not None:
+                item["revised_prompt"] = scripted.revised_prompt
+            items.append(item)
+        body = {"created": int(time.time()), "data": items, "size": params.get("size"),
                 "quality": params.get("quality"), "output_format": params.get("output_format", "png"),
                 "background": "opaque"}
         if scripted.usage is not None:

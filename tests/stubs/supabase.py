@@ -6,7 +6,8 @@
     stub.objects["generated-images"]["u/g/x.png"]  -> StoredObject(data, content_type, cache_control)
     stub.tables["generations"]                      -> list of row dicts
 
-Storage: upload (POST/PUT /storage/v1/object/<bucket>/<key>, multipart, x-upsert), remove
+Storage: upload (POST/PUT /storage/v1/object/<bucket>/<key>, multipart, x-upsert), download
+(GET /storage/v1/object/<bucket>/<key>), remove
 (DELETE /storage/v1/object/<bucket>), sign (POST /storage/v1/object/sign/<bucket>/<key>),
 get bucket, and public download (GET /storage/v1/object/public/<bucket>/<key>) with the
 Content-Type and Cache-Control the real service would serve.
@@ -34,8 +35,8 @@ __all__ = ["SupabaseStub", "StoredObject", "TABLES"]
 TABLES = {
     "generations": {"pk": ("id",), "unique": [("job_id",)], "defaults": {},
                     "children": [("generated_images", "generation_id")]},
-    "generated_images": {"pk": ("id",), "unique": [("generation_id", "platform_id")],
-                         "defaults": {"id": lambda: str(uuid.uuid4())}, "children": []},
+    "generated_images": {"pk": ("id",), "unique": [("generation_id", "platform_id", "variant")],
+                         "defaults": {"id": lambda: str(uuid.uuid4()), "variant": lambda: 0}, "children": []},
 }
 
 
@@ -150,6 +151,11 @@ class SupabaseStub(StubServer):
                 removed = [{"name": key, "bucket_id": parts[1]} for key in request.json["prefixes"]
                            if bucket.pop(key, None) is not None]
                 return Reply.json(removed)
+            if parts[:1] == ["object"] and len(parts) >= 3 and request.method == "GET":   # authenticated download
+                stored = self.objects.get(parts[1], {}).get("/".join(parts[2:]))
+                if stored is None:
+                    return _storage_error(400, "not_found", "Object not found")
+                return Reply(headers={"Content-Type": stored.content_type}, body=stored.data)
             if parts[:1] == ["object"] and len(parts) >= 3 and request.method in ("POST", "PUT"):
                 return self._upload(request, parts[1], "/".join(parts[2:]))
         return _storage_error(404, "not_found", f"no route for {request.method} {path}")

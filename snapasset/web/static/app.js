@@ -220,7 +220,7 @@
     img.src = item.dataset.url;
     var caption = document.createElement("figcaption");
     var title = document.createElement("strong");
-    title.textContent = image.platform;
+    title.textContent = image.platform + (image.variant ? " (variant " + (image.variant + 1) + ")" : "");
     var facts = document.createElement("span");
     facts.textContent = image.width + "×" + image.height + " · " + (image.format || "").toUpperCase() +
                         " · " + formatSize(image.size || 0);
@@ -335,7 +335,10 @@
     resetStatus("Creating the job…");
     submitButton.disabled = true;
     var sent = Date.now();
-    request("POST", "/api/jobs", body).then(function (created) {
+    window.SnapAssetOptions.collect().then(function (more) {   // variants and a reference picture
+      Object.assign(body.options, more);
+      return request("POST", "/api/jobs", body);
+    }).then(function (created) {
       stageText.textContent = "Queued.";
       follow(created.jobId, created.streamUrl, sent, created.estimatedSeconds);
       loadRecent(created.jobId);
