@@ -181,12 +181,17 @@ def test_deleting_a_job_removes_its_files_rows_and_history(client, auth, setting
     assert len([p for p in folder.rglob("*") if p.is_file()]) == 5    # 2 × 2 images and the reference
     records = SqliteRecords(settings.database)
     assert len(records.get_generation(generation_id_for(job_id))["images"]) == 4
+    conn, user = redis_handle.client, job["data"]["userId"]
+    indexes = [keys.queue_jobs(settings.queue_name), keys.queue_status_jobs(settings.queue_name, "completed"),
+               keys.user_jobs(user), keys.user_status_jobs(user, "completed")]
+    assert all(conn.zscore(index, job_id) is not None for index in indexes)
 
     assert client.delete(f"/api/jobs/{job_id}", headers=auth).status_code == 204
     assert not folder.exists()
     assert records.get_generation(generation_id_for(job_id)) is None
     assert client.get(f"/api/jobs/{job_id}", headers=auth).json["code"] == "JOB_NOT_FOUND"
     assert not redis_handle.client.exists(keys.job_events(job_id))
+    assert [conn.zscore(index, job_id) for index in indexes] == [None] * len(indexes)   # not left for a list to find
     assert job_id not in [j["jobId"] for j in client.get("/api/jobs", headers=auth).json["jobs"]]
 
 
