@@ -78,8 +78,8 @@ class Generation:
         self._progress = 0
         self._durations: list[tuple[str, float]] = []   # sent with the next progress write
         self._render_seconds = 0.0
-        # the most pixels the model can legitimately send; a larger picture is refused by its header
-        self._max_pixels = getattr(ctx.provider, "max_pixels", imaging.MAX_PIXELS)
+        # the most pixels the job's model can legitimately send; a larger picture is refused by its header
+        self._max_pixels = getattr(self.provider, "max_pixels", imaging.MAX_PIXELS)
 
     # -- reporting -------------------------------------------------------------
     def report(self, progress: int, stage: str, message: str | None = None, **extra) -> None:
