@@ -107,7 +107,7 @@ def test_a_sigkilled_workers_jobs_come_back_with_their_events_and_the_last_attem
     hooks = {Env.WEBHOOK_SECRET: WEBHOOK_SECRET, Env.WEBHOOK_ALLOW_PRIVATE: "true"}
     try:
         retried = _create(settings, conn)                                              # 3 attempts
-        last_try = _create(settings.replace(job_attempts=1), conn, webhookUrl=f"{receiver.url}/hook")
+        last_try = _create(settings.replace(job_attempts=1, webhook_allow_private=True), conn, webhookUrl=f"{receiver.url}/hook")
         victim = worker_process({**FAST_BEATS, Env.LOCAL_LATENCY: "60"})
         wait_for(lambda: _status(conn, retried) == _status(conn, last_try) == "started", timeout=60, interval=0.1)
         worker_process({**FAST_BEATS, **hooks, Env.LOCAL_LATENCY: "0"})   # a second dyno, idle
