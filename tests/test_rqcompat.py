@@ -278,6 +278,7 @@ def test_only_the_seam_and_the_job_record_touch_rq_internals():
             if relative in SEAM:
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
-                if FORBIDDEN.search(line) and ALLOWED.get(relative) not in line:
+                allowed = ALLOWED.get(relative)
+                if FORBIDDEN.search(line) and not (allowed and allowed in line):
                     hits.append(f"{relative}:{number}: {line.strip()}")
     assert hits == []
