@@ -246,8 +246,13 @@ def record_result(job: Job, result) -> None:
 
 def result_of(job: Job):
     """A completed job's result: in its state once its worker filed it, in RQ's result stream
-    for the moment before."""
-    return state_of(job).get("result") or job.return_value()
+    for the moment before. The worker moves it from one to the other in one step, which may
+    fall between our read of the state and of the stream: then the state holds it."""
+    result = state_of(job).get("result") or job.return_value()
+    if result is None:
+        job.get_meta(refresh=True)
+        result = state_of(job).get("result")
+    return result
 
 
 def forget(conn: redis.Redis, queue_name: str, job: Job) -> None:
