@@ -29,6 +29,15 @@ def admin(make_token):
     return {"Authorization": f"Bearer {make_token(admin=True)}"}
 
 
+proc_logs: list = []
+
+
+def worker_logs() -> str:
+    """What the workers of the running test printed, for a failure message."""
+    return "\n".join(f"--- {path.name}:\n{path.read_text(errors='replace')[-3000:]}" for path in proc_logs
+                     if path.exists())
+
+
 @pytest.fixture
 def worker_group(settings, tmp_path):
     """`snapasset worker` processes, each the leader of its own process group (worker and render
@@ -37,6 +46,7 @@ def worker_group(settings, tmp_path):
 
     def start(extra_env: dict) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        proc_logs.append(tmp_path / f"worker-{len(started)}.log")
         proc = subprocess.Popen([sys.executable, "-m", "snapasset", "worker"],
                                 env={**settings_env(settings), **extra_env}, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -44,6 +54,7 @@ def worker_group(settings, tmp_path):
         return proc
 
     yield start
+    proc_logs.clear()
     for proc, log in started:
         if proc.poll() is None:
             stop_process(proc)
@@ -68,11 +79,21 @@ def test_workers_lists_live_workers_with_their_jobs_and_drops_a_killed_one(clien
     env = {Env.WORKER_HEARTBEAT: "2", Env.LOCAL_LATENCY: "4", Env.WORKER_CONCURRENCY: "4"}
     doomed, survivor = worker_group(env), worker_group(env)
 
+    seen = []
+
     def listed(count: int):
         body = client.get("/api/admin/workers", headers=admin).json
+        seen[:] = [body]
         return body if body["count"] == count else None
 
-    body = wait_for(lambda: listed(2), timeout=60, interval=0.2)
+    def listed_within(count: int, timeout: float):
+        try:
+            return wait_for(lambda: listed(count), timeout=timeout, interval=0.2)
+        except AssertionError:
+            raise AssertionError(f"{count} workers not listed within {timeout}s; last listing {seen}, "
+                                 f"exit codes {[doomed.poll(), survivor.poll()]}\n{worker_logs()}") from None
+
+    body = listed_within(2, 60)
     assert {w["pid"] for w in body["workers"]} == {doomed.pid, survivor.pid}
     assert body["queue"] == settings.queue_name
     for worker in body["workers"]:
@@ -87,7 +108,7 @@ def test_workers_lists_live_workers_with_their_jobs_and_drops_a_killed_one(clien
 
     os.killpg(doomed.pid, signal.SIGKILL)   # no goodbye: its registration stays in Redis
     doomed.wait()
-    body = wait_for(lambda: listed(1), timeout=60, interval=0.2)   # 3 missed beats of 2 s
+    body = listed_within(1, 60)   # 3 missed beats of 2 s
     assert [w["pid"] for w in body["workers"]] == [survivor.pid]
 
     result = CliRunner().invoke(cli, ["workers", "--json"], env=settings_env(settings))
