@@ -51,6 +51,11 @@ def lane_wakeup(queue_name: str) -> str:
     return f"{PREFIX}:queue:{queue_name}:wakeup"
 
 
+def worker_wakeup(worker_name: str) -> str:
+    """List a worker pushes to when it is told to stop, ending its own wait for work at once."""
+    return f"{PREFIX}:worker:{worker_name}:wakeup"
+
+
 def user_active_jobs(user_id: str) -> str:
     """Set of a user's unfinished job ids (for the concurrent-jobs limit)."""
     return f"{PREFIX}:user:{user_id}:active"

@@ -12,6 +12,8 @@ which lists only these two modules and the stream hub's wake-up stream (snapasse
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,11 +25,12 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.results import Result
+from rq.scheduler import RQScheduler
 from rq.utils import now, parse_composite_key, utcparse
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-__all__ = ["stored_status", "stored_statuses", "member_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
+__all__ = ["PromptScheduler", "stored_status", "stored_statuses", "member_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
            "register_again", "is_registered", "CompatWorker", "registered_worker_keys", "worker_executions_key",
            "execution_job_id", "WORKER_KEY_PREFIX"]
@@ -224,6 +227,39 @@ def is_registered(worker: BaseWorker) -> bool:
                                             worker.key))
 
 
+class PromptScheduler(RQScheduler):
+    """RQ's scheduler, which stops as soon as it is asked to.
+
+    RQ's loop sleeps `interval` (1 s) between rounds and looks at its stop flag only after
+    the sleep, while the worker's teardown waits for the scheduler process: every worker stop
+    took up to a second more (`snapasset generate` exited up to 1.3 s after its job's end).
+    Here the stop signal ends the sleep at once (a byte on a pipe the sleep waits on); a round
+    in progress still runs to its end, and stop() still releases the locks.
+
+    Relies on: RQScheduler.work's round (should_reacquire_locks / acquire_locks, heartbeat,
+    enqueue_scheduled_jobs, then stop() once `_stop_requested`), register_birth, and
+    request_stop as the SIGTERM/SIGINT handler `_install_signal_handlers` installs."""
+
+    _wake_fd: int | None = None
+
+    def work(self):
+        wake_read, self._wake_fd = os.pipe()   # in the scheduler's own (forked) process
+        self._install_signal_handlers()
+        self.register_birth()
+        while not self._stop_requested:
+            if self.should_reacquire_locks:
+                self.acquire_locks()
+            self.heartbeat()
+            self.enqueue_scheduled_jobs()
+            select.select([wake_read], [], [], self.interval)
+        self.stop()
+
+    def request_stop(self, signum=None, frame=None):
+        super().request_stop(signum, frame)
+        if self._wake_fd is not None:
+            os.write(self._wake_fd, b"x")
+
+
 class CompatWorker(BaseWorker):
     """The RQ worker internals a worker with its own loop needs, under public names."""
 
@@ -270,12 +306,32 @@ class CompatWorker(BaseWorker):
         """What RQ's Worker.work does before its loop: the dequeue strategy, the scheduler
         thread and the signal handlers.
 
-        Relies on: `_dequeue_strategy` (read by reorder_queues), `_start_scheduler(burst,
-        logging_level, date_format, log_format)` and `_install_signal_handlers()`."""
+        Relies on: `_dequeue_strategy` (read by reorder_queues) and `_install_signal_handlers()`."""
         self._dequeue_strategy = dequeue_strategy
         if with_scheduler:
-            self._start_scheduler(burst, logging_level, date_format, log_format)
+            self._start_prompt_scheduler(burst, logging_level, date_format, log_format)
         self._install_signal_handlers()
+
+    def _start_prompt_scheduler(self, burst: bool, logging_level, date_format: str, log_format: str) -> None:
+        """RQ's `_start_scheduler`, with a PromptScheduler: with the scheduler lock, the
+        scheduler process starts (in burst mode: due jobs are queued once, here).
+
+        Relies on: BaseWorker's `scheduler` attribute, which its maintenance restarts (through
+        acquire_locks(auto_start=True)) and its teardown stops (SIGTERM, then join)."""
+        self.scheduler = PromptScheduler(self.queues, connection=self.connection,
+                                         logging_level=logging_level if logging_level is not None else self.log.level,
+                                         date_format=date_format, log_format=log_format, serializer=self.serializer)
+        if not self.scheduler.acquire_locks():
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
     def unsubscribe(self):
         """RQ's, in the other order. Its pub/sub thread blocks up to 60 s waiting for a message,

@@ -4,7 +4,10 @@ seam says, against a real Redis. A failure here after an RQ upgrade names the ho
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, now
+from rq.scheduler import RQScheduler
 from rq.worker import BaseWorker
 
 from snapasset import rqcompat
@@ -242,11 +246,36 @@ def test_a_workers_registration_as_the_seam_reads_and_rewrites_it(queue, redis_h
     worker.register_death()
 
 
+def test_the_scheduler_process_stops_as_soon_as_it_is_told_and_gives_its_lock_back(queue, redis_handle):
+    """RQ's scheduler slept out its second before it looked at a stop request, and every worker
+    stop waited for it; this one wakes on the signal, still releasing its lock."""
+    scheduler = rqcompat.PromptScheduler([queue], connection=redis_handle.client, serializer=JSONSerializer)
+    scheduler.interval = 30   # a stop that waited for the sleep to end would take half a minute
+    assert scheduler.acquire_locks() == {queue.name}
+    process = scheduler.start()
+    lock = scheduler.get_locking_key(queue.name)
+    deadline = time.monotonic() + 10
+    while not redis_handle.client.exists(scheduler.key) and time.monotonic() < deadline:
+        time.sleep(0.02)   # registered: its loop is running, then sleeping
+    time.sleep(0.2)
+    started = time.monotonic()
+    os.kill(process.pid, signal.SIGTERM)
+    process.join(10)
+    assert process.exitcode == 0
+    assert time.monotonic() - started < 1.0
+    assert not redis_handle.client.exists(lock), "the stopped scheduler kept its queue's lock"
+
+
 def test_rq_private_hooks_have_the_signatures_the_seam_calls():
     def params(func) -> list[str]:
         return list(inspect.signature(func).parameters)
 
-    assert params(BaseWorker._start_scheduler)[:5] == ["self", "burst", "logging_level", "date_format", "log_format"]
+    assert "self.scheduler.acquire_locks(auto_start=True)" in inspect.getsource(BaseWorker.run_maintenance_tasks)
+    assert "self.stop_scheduler()" in inspect.getsource(BaseWorker.teardown)
+    round_ = inspect.getsource(RQScheduler.work)
+    assert all(step in round_ for step in ("self.register_birth()", "self.should_reacquire_locks",
+                                           "self.heartbeat()", "self.enqueue_scheduled_jobs()", "self.stop()"))
+    assert "self._stop_requested = True" in inspect.getsource(RQScheduler.request_stop)
     assert params(BaseWorker._install_signal_handlers) == ["self"]
     assert "self._shutdown()" in inspect.getsource(BaseWorker.request_stop)
     assert "_stopped_job_id" in inspect.getsource(BaseWorker.handle_job_failure)

@@ -128,10 +128,12 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
         self.shutdown_grace = shutdown_grace
         self.interrupt_grace = interrupt_grace
         self.heartbeat_grace = heartbeat_grace   # RQ's margin (60 s) over the heartbeat interval
-        # longest blocking dequeue, so how soon a stop is noticed: Ctrl-C on `snapasset dev` and the end
-        # of `snapasset generate` wait for it (Redis 6 takes fractional BLMOVE timeouts)
+        # longest blocking dequeue (Redis 6 takes fractional BLMOVE timeouts); a stop ends the wait on
+        # the wake-up list at once (begin_shutdown), so Ctrl-C on `snapasset dev` and the end of
+        # `snapasset generate` do not wait for it
         self.poll_interval = poll_interval
         self.wakeup_key = wakeup_key             # the list enqueues push to (None: block on the first queue)
+        self._stop_wakeup_key = keys.worker_wakeup(self.name)   # begin_shutdown pushes to it
         # Slots: the generation lanes share `concurrency`; deliveries (the last queue, when there
         # are several: build_worker puts the webhook queue last) have slots of their own, so a
         # backlog of generations never holds up a webhook.
@@ -288,9 +290,10 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
                     return None
                 if self.wakeup_key is None or self._generation_slots not in {self._slots[q.name] for q in queues}:
                     popped = self.queue_class.lmove(self.connection, queues[0].key, timeout)
-                elif self.connection.blpop([self.wakeup_key], self._idle_wait(timeout)) is None:
-                    raise DequeueTimeout(timeout)
                 else:
+                    woken = self.connection.blpop([self.wakeup_key, self._stop_wakeup_key], self._idle_wait(timeout))
+                    if woken is None or self.stop_requested:
+                        raise DequeueTimeout(timeout)
                     continue   # something was queued: look at every lane in order
             queue_key, job_id = (as_text(part) for part in popped)
             found = fetch_dequeued_job(self, queue_key, job_id)
@@ -494,6 +497,8 @@ class ConcurrentWorker(TerminalEventsMixin, CompatWorker):
                       self.name, len(self._running), self.shutdown_grace)
         try:
             self.set_shutdown_requested_date()
+            with self.connection.pipeline() as pipe:   # ends the loop's wait for work now
+                pipe.rpush(self._stop_wakeup_key, "stop").expire(self._stop_wakeup_key, 60).execute()
         except redis.exceptions.RedisError:
             pass
         if self.scheduler:
