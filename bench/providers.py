@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from snapasset.providers.base import GeneratedImage
+from snapasset.providers.base import GeneratedImage, receiving
 
 SOURCE_SIZE = (1536, 1024)
 PICTURES_ENV = "BENCH_PICTURES"        # a folder of PNGs the providers hand out, one per job
@@ -91,7 +91,9 @@ class PictureProvider:
             path = self.paths[next(self._next) % len(self.paths)]
             latency = self.latency * self._jitter.uniform(0.75, 1.25)
         time.sleep(latency)
-        return GeneratedImage(data=path.read_bytes(), provider=self.name, model=self.model)
+        with receiving(path.stat().st_size):   # as a real provider reads its answer's body
+            data = path.read_bytes()
+        return GeneratedImage(data=data, provider=self.name, model=self.model)
 
 
 def instant(settings) -> PictureProvider:

@@ -6,12 +6,16 @@ They sit at the edge of the system (where the image model would be) and fail in 
 from __future__ import annotations
 
 import io
+import json
+import threading
+import time
 from pathlib import Path
 
 from PIL import Image
 
 from snapasset.errors import ContentPolicyViolation, ProviderError
 from snapasset.providers import GeneratedImage
+from snapasset.providers.base import receiving
 from snapasset.providers.local import LocalProvider
 
 
@@ -94,3 +98,41 @@ class Undecodable(LocalProvider):
 
 def leaky(settings):
     return Leaky()
+
+
+class HeavyAnswers(LocalProvider):
+    """Each answer is announced as 40 MB to read (as a 3840×2160 PNG's HTTP body would be) and
+    takes 0.3 s to read. It writes down, in the data folder, how many model calls it had waiting
+    at once and how many reads at once: a worker's memory budget should let every call wait
+    together but only as many reads in as it has room for."""
+    ANNOUNCED = 40 * 2**20
+
+    def __init__(self, folder: Path):
+        super().__init__(latency=1.5)
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._now = {"waiting": 0, "reading": 0}
+        self._most = {"waiting": 0, "reading": 0}
+
+    def _count(self, what: str, step: int) -> None:
+        with self._lock:
+            self._now[what] += step
+            self._most[what] = max(self._most[what], self._now[what])
+            (self.folder / "most-at-once.json").write_text(json.dumps(self._most))
+
+    def generate(self, request, *, on_partial=None):
+        self._count("waiting", 1)
+        try:
+            drawn = super().generate(request)   # the model's time: nothing held yet
+        finally:
+            self._count("waiting", -1)
+        with receiving(self.ANNOUNCED):
+            self._count("reading", 1)
+            time.sleep(0.3)
+            self._count("reading", -1)
+        return drawn
+
+
+def heavy_answers(settings):
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return HeavyAnswers(settings.data_dir)

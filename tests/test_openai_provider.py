@@ -112,6 +112,42 @@ def test_success_decodes_the_image_and_records_usage_and_size(openai_stub):
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
 
 
+def test_the_answer_is_read_only_once_the_worker_lets_it_in(openai_stub):
+    """A worker with a memory budget binds a receive gate; the answer's body (headers already in)
+    is read inside it, announced as three times its Content-Length (body, parsed JSON, picture)."""
+    import contextlib
+    import contextvars
+    import threading
+
+    from snapasset.providers.base import receive_gate
+
+    openai_stub.script([success()])
+    provider = make_provider(openai_stub, model="gpt-image-1.5")
+    announced, let_in = [], threading.Event()
+
+    @contextlib.contextmanager
+    def gate(at_most):
+        announced.append(at_most)
+        assert let_in.wait(10)
+        yield
+
+    results = []
+    with receive_gate(gate):
+        bound = contextvars.copy_context()   # as the worker runs a model call in its own thread
+    caller = threading.Thread(target=bound.run, daemon=True,
+                              args=(lambda: results.append(provider.generate(request_for(provider, "twitter-post"))),))
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not announced and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(announced) == 1 and not results     # the answer came, and waits to be read
+    let_in.set()
+    caller.join(10)
+    [result] = results
+    encoded = len(base64.b64encode(result.data))
+    assert 3 * encoded <= announced[0] <= 3 * (encoded + 4096)
+
+
 @pytest.mark.parametrize("quality", ["low", "medium", "high", "auto"])
 def test_quality_is_passed_through(openai_stub, quality):
     provider = make_provider(openai_stub)

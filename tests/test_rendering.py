@@ -148,3 +148,39 @@ def test_a_large_preview_comes_out_small():
     url = imaging.preview_data_url(buffer.getvalue())
     preview = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert preview.size == (imaging.PREVIEW_SIDE, imaging.PREVIEW_SIDE * 2 // 3) and preview.format == "JPEG"
+
+
+def test_a_read_waiting_for_room_gives_up_when_its_job_stops_and_the_budget_stays_whole():
+    """Arrivals (a job's pictures on their way in): the read waits for room where a stopped job
+    stops waiting; what a job read stays counted until it settles, and all of it when it ends."""
+    from workers.control import JobControl, Reason, bind_control
+    from workers.rendering import Arrivals
+
+    budget = MemoryBudget(100)
+    reading, waiting = Arrivals(budget), Arrivals(budget)
+    with reading.receiving(80):
+        pass
+    assert budget.held == 80                      # read, not yet in the renderer's hands
+    control, outcome = JobControl("stopped-job"), []
+
+    def read():
+        bind_control(control)
+        try:
+            with waiting.receiving(80):
+                outcome.append("read")
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(0.3)
+    assert outcome == []                          # no room: it waits
+    control.interrupt(Reason.STOPPED)
+    reader.join(5)
+    assert outcome and outcome != ["read"]        # it gave up without reading
+    reading.settle()
+    assert budget.held == 0                       # and its request left nothing behind
+    with waiting.receiving(80):
+        pass
+    waiting.close()                               # its job ended: what it read is given back
+    assert budget.held == 0

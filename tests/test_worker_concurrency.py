@@ -4,6 +4,7 @@ loses nothing, several workers sharing one queue, recovery from a killed worker,
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -262,3 +263,18 @@ def test_every_job_is_taken_through_its_intermediate_queue(settings, conn, worke
 
     worker.prepare_job_execution(fetch(conn, job_id))                  # starting it takes it out
     assert conn.llen(generations.intermediate_queue_key) == 0
+
+
+def test_model_calls_wait_together_but_their_answers_are_read_as_memory_allows(settings, conn, worker_process):
+    """64 model answers arriving within one second were all in memory before the worker counted
+    any (1 GB for 3840×2160 pictures on a 512 MB dyno). Now a model call waits holding nothing,
+    and its answer is read once the worker's picture budget has room for it: here 6 calls wait
+    together, and their answers, announced as 40 MB each, are read one at a time (the budget's
+    floor, 64 MB, has room for one)."""
+    job_ids = enqueue(settings, conn, 6)
+    worker_process(worker_env(**{Env.PROVIDER: "tests.fake_providers:heavy_answers", Env.WORKER_MEMORY_MB: 100,
+                                 Env.RENDER_PROCESSES: 1}))
+    wait_for(lambda: all_in(conn, job_ids, JobStatus.FINISHED, JobStatus.FAILED), timeout=50)
+    assert statuses(conn, job_ids) == [JobStatus.FINISHED] * len(job_ids)
+    most = json.loads((settings.data_dir / "most-at-once.json").read_text())
+    assert most == {"waiting": len(job_ids), "reading": 1}

@@ -78,6 +78,7 @@ class Generation:
         self._progress = 0
         self._durations: list[tuple[str, float]] = []   # sent with the next progress write
         self._render_seconds = 0.0
+        self._arrivals = None   # this job's pictures on their way in (Renderer.arrivals), while it runs
         # the most pixels the job's model can legitimately send; a larger picture is refused by its header
         self._max_pixels = getattr(self.provider, "max_pixels", imaging.MAX_PIXELS)
 
@@ -139,10 +140,12 @@ class Generation:
         # one picture per shape family (SPEC §5): 1 to SNAPASSET_MAX_SOURCES model calls
         plans = framing.plan_sources(self.platforms, provider.choose_size, self.ctx.settings.max_sources)
         self.report(10, Stage.GENERATING, f"Generating image with {provider.model}...")
-        # each picture goes to the renderer as soon as it arrives, which holds it within the
-        # worker's memory budget (or on disk) until its platforms are rendered
+        # each picture is read when the worker's memory budget has room for it (arrivals), and
+        # goes to the renderer as soon as it arrives, which holds it within that budget (or on
+        # disk) until its platforms are rendered
         model_seconds = 0.0
         with contextlib.ExitStack() as held:
+            self._arrivals = held.enter_context(self.ctx.renderer.arrivals())
             sources: list[GeneratedImage] = []
             renders: list[dict[str, Iterator[RenderedImage]]] = []   # by variant, then platform
             extensions: list[GeneratedImage] = []
@@ -153,6 +156,7 @@ class Generation:
                 model_seconds += time.perf_counter() - started
                 started = time.perf_counter()   # fit=extend: the model's edits count as rendering
                 painted, drawn = self._render_plan(plan, sources[-1], renders, held)
+                self._settle()
                 extensions += painted
                 variants = min(variants, drawn)
                 self._render_seconds += time.perf_counter() - started
@@ -252,8 +256,10 @@ class Generation:
         for variant in range(len(pictures)):
             if len(renders) == variant:
                 renders.append({})
-            painted = (self._extend(plan, pictures[variant]) if fit == "extend" and can_extend(self.provider)
-                       else {})
+            extending = fit == "extend" and can_extend(self.provider)
+            if extending:
+                self._settle()   # the edits' answers wait for room: this job must not hold it meanwhile
+            painted = self._extend(plan, pictures[variant]) if extending else {}
             extensions += painted.values()
             for platform_id, extended in painted.items():
                 renders[variant][platform_id] = held.enter_context(
@@ -264,6 +270,11 @@ class Generation:
                                                               "contain" if fit == "extend" else fit))
                 renders[variant].update((platform.id, shared) for platform in rest)
         return extensions, len(pictures)
+
+    def _settle(self) -> None:
+        """The pictures read so far are in the renderer's hands (and count in its budget there)."""
+        if self._arrivals is not None:
+            self._arrivals.settle()
 
     def _render_each(self, picture: bytes, platforms: list[Platform], fit: str):
         """The renderer's context for one picture, checked by its header first. The renderer gets

@@ -35,11 +35,12 @@ from PIL import Image
 from snapasset import framing, imaging
 from snapasset.imaging import RenderedImage
 from snapasset.platforms import Platform
+from snapasset.providers.base import receive_gate
 from workers.control import current_control
 from workers.memory import MemoryBudget
 from workers.lifeline import die_with
 
-__all__ = ["Renderer", "InlineRenderer", "RenderPool", "render_processes", "decoded_bytes_of"]
+__all__ = ["Renderer", "InlineRenderer", "RenderPool", "Arrivals", "render_processes", "decoded_bytes_of"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,61 @@ class Renderer:
         ready. The caller passes its only reference to `data`: the renderer may let go of it."""
         raise NotImplementedError
 
+    def arrivals(self) -> ContextManager["Arrivals | None"]:
+        """A context for one job's model calls in which the pictures' reads wait for room in
+        memory (snapasset.providers.base.receiving); it yields what the job settles them with."""
+        return contextlib.nullcontext()
+
     def close(self) -> None:
         pass
+
+
+class Arrivals:
+    """One job's pictures on their way in, counted in the worker's budget from before they are
+    read until the renderer counts them itself.
+
+    A picture's read (providers.base.receiving) first reserves what it may hold and waits for
+    the grant where a stopped job stops waiting; the reservation stays until `settle()`, which
+    the job calls once it has handed the pictures to render_each (which counts their bytes, or
+    puts them on disk). Without this, 64 model answers arriving within one second were all in
+    memory before the first was counted. A read granted after its job ended (an abandoned model
+    call) gives its grant back and ends the call."""
+
+    def __init__(self, budget: MemoryBudget):
+        self.budget = budget
+        self._held = 0
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def receiving(self, at_most: int) -> Iterator[None]:
+        cost = min(max(at_most, 0), self.budget.limit)
+        grant = self.budget.reserve(cost)
+        try:
+            wait(grant)
+        except BaseException:
+            self.budget.abandon(grant, cost)
+            raise
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._held += cost
+        if closed:
+            self.budget.release(cost)
+            raise RuntimeError("the job this picture was for has ended")
+        yield
+
+    def settle(self) -> None:
+        """The pictures read so far are the renderer's to count now."""
+        with self._lock:
+            held, self._held = self._held, 0
+        if held:
+            self.budget.release(held)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.settle()
 
 
 class InlineRenderer(Renderer):
@@ -182,6 +236,15 @@ class RenderPool(Renderer):
 
     def render_each(self, data, size, platforms, fmt, fit="cover"):
         return _SharedRendering(self, data, size, list(platforms), fmt, fit)
+
+    @contextlib.contextmanager
+    def arrivals(self) -> Iterator[Arrivals]:
+        arrivals = Arrivals(self.budget)
+        try:
+            with receive_gate(arrivals.receiving):
+                yield arrivals
+        finally:
+            arrivals.close()
 
     def submit_each(self, fn: Callable, calls: Sequence[tuple]) -> tuple[ProcessPoolExecutor, list[Future]]:
         """fn(*args) in the render processes for each args in calls; answers the pool they went to."""

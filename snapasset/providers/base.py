@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from snapasset.platforms import Platform
 
 __all__ = ["GenerationRequest", "GeneratedImage", "ImageProvider", "ExtendingProvider", "PartialImageCallback",
-           "can_extend", "safety_identifier", "for_model"]
+           "can_extend", "safety_identifier", "for_model", "receiving", "receive_gate",
+           "largest_answer_bytes"]
 
 # Called with the bytes (PNG/JPEG/WebP) of a partial image while the model is still drawing.
 PartialImageCallback = Callable[[bytes], None]
+
+# A provider reads a picture's bytes (an HTTP body, a file) inside `receiving(at_most)`. A worker
+# with a memory budget binds a gate here for the job: the read waits until the budget has room
+# for it, so a burst of model answers arriving together is let in a few at a time instead of
+# all in memory at once (workers/rendering.py, Arrivals). Unbound (the CLI, tests): no wait.
+ReceiveGate = Callable[[int], contextlib.AbstractContextManager]
+_receive_gate: contextvars.ContextVar[ReceiveGate | None] = contextvars.ContextVar("snapasset_receive_gate",
+                                                                                   default=None)
+
+
+def largest_answer_bytes(max_pixels: int) -> int:
+    """What reading one picture of `max_pixels` may hold at its peak, when nothing says its size:
+    an uncompressed RGBA PNG (4 bytes a pixel) as base64 in a JSON body, that text parsed, and
+    the decoded bytes."""
+    return int(4 * max_pixels * (4 / 3 + 4 / 3 + 1))
+
+
+@contextlib.contextmanager
+def receiving(at_most: int) -> Iterator[None]:
+    """Around the read of up to `at_most` bytes of pictures (what the read itself holds at its
+    peak): it may wait for the worker's memory budget first."""
+    gate = _receive_gate.get()
+    if gate is None:
+        yield
+        return
+    with gate(at_most):
+        yield
+
+
+@contextlib.contextmanager
+def receive_gate(gate: ReceiveGate) -> Iterator[None]:
+    """Bind `gate` for the reads made in this context (and in threads started with a copy of it)."""
+    token = _receive_gate.set(gate)
+    try:
+        yield
+    finally:
+        _receive_gate.reset(token)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from snapasset.errors import (
 )
 from snapasset.image_models import DEFAULT_MODEL, STANDARD_SIZES, model_spec
 from snapasset.platforms import Platform
-from snapasset.providers.base import GeneratedImage, GenerationRequest, PartialImageCallback
+from snapasset.providers.base import (GeneratedImage, GenerationRequest, PartialImageCallback, largest_answer_bytes,
+                                     receiving)
 
 __all__ = ["OpenAIProvider"]
 
@@ -176,17 +177,19 @@ class OpenAIProvider:
                   and request.n == 1 and not request.input_images)
         if stream:
             return self._failing_as_job_failures(lambda: self._generate_streaming(params, on_partial))
+        images = self._openai().images.with_streaming_response
         if request.input_images:
-            return self._failing_as_job_failures(lambda: self._collect(
-                self._openai().images.edit(image=_uploads(request.input_images), **params)))
-        return self._failing_as_job_failures(lambda: self._collect(self._openai().images.generate(**params)))
+            return self._failing_as_job_failures(lambda: self._received(
+                images.edit(image=_uploads(request.input_images), **params), request.n))
+        return self._failing_as_job_failures(lambda: self._received(images.generate(**params), request.n))
 
     def extend(self, request: GenerationRequest, image: bytes, mask: bytes) -> GeneratedImage:
         """Paint the transparent part of ``image`` through the image-edit endpoint (``fit=extend``)."""
         params = self._params(request)
         params["image"] = ("picture.png", image, "image/png")
         params["mask"] = ("mask.png", mask, "image/png")
-        return self._failing_as_job_failures(lambda: self._collect(self._openai().images.edit(**params)))
+        return self._failing_as_job_failures(lambda: self._received(
+            self._openai().images.with_streaming_response.edit(**params), 1))
 
     def _params(self, request: GenerationRequest) -> dict:
         if request.quality not in self._spec.qualities:
@@ -218,6 +221,17 @@ class OpenAIProvider:
             if failure is None:
                 raise
             raise failure from None
+
+    def _received(self, answer, pictures: int) -> GeneratedImage:
+        """The pictures of an answer whose headers have come and whose body has not been read:
+        it is read once the worker has room for it (providers.base.receiving). The read holds
+        the body, its parsed JSON (base64 text as long) and the decoded pictures: about three
+        times its Content-Length; without one, what `pictures` of the largest size may take."""
+        with answer as response:
+            length = response.headers.get("content-length", "")
+            cost = 3 * int(length) if length.isdigit() else pictures * largest_answer_bytes(self.max_pixels)
+            with receiving(cost):
+                return self._collect(response.parse())
 
     def _collect(self, response) -> GeneratedImage:
         items = list(response.data or [])
