@@ -4,9 +4,10 @@ A generation waits on the model for seconds and holds nothing meanwhile; once it
 arrives it holds the encoded bytes and, while rendering, the decoded pixels (4 bytes a pixel:
 33 MB for 3840×2160). So jobs in flight are cheap and pictures are not: the worker keeps many
 model calls waiting (SNAPASSET_WORKER_CONCURRENCY) but holds only as many pictures as fit in
-what is left of its memory (SNAPASSET_WORKER_MEMORY_MB) once its processes are up. A picture
-that finds no room waits in a temporary file (workers/rendering.py), and the worker takes no
-new job from the queue while the budget is spent.
+what is left of its memory (SNAPASSET_WORKER_MEMORY_MB) once its processes are up. An answer
+is read from the model only when the budget has room for it (workers/rendering.py, Arrivals),
+a picture that then finds no room to be decoded waits in a temporary file, and the worker
+takes no new job from the queue while the budget is spent.
 """
 
 from __future__ import annotations

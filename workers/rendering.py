@@ -9,7 +9,8 @@ own reading them, so one job's platforms spread over all cores. The job thread r
 uploads each image in order (progress moves per platform), and a stopped job stops waiting
 at once, between any two steps.
 
-Memory: the picture's header is checked before anything is decoded (pipeline), its bytes
+Memory: the model's answer is read once the budget has room for what the read holds
+(Arrivals), the picture's header is checked before anything is decoded (pipeline), its bytes
 and decoded pixels are counted against the worker's MemoryBudget (workers/memory.py) for as
 long as the job holds them, and a picture that finds no room waits in a temporary file, not
 in memory. Render processes keep nothing between tasks.
