@@ -17,8 +17,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import blurhash
 import numpy as np
+from blurhash.blurhash import base83_encode as _base83, linear_to_srgb as _linear_to_srgb
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from snapasset import framing
@@ -424,18 +424,33 @@ def _save(img: Image.Image, fmt: str, *, quality: int | None = None, optimize: b
 # --------------------------------------------------------------------------- placeholders
 
 def blurhash_for(img: Image.Image) -> str:
-    """The blurhash (4×3 components) of an image, computed on a tiny copy of it."""
+    """The blurhash (4×3 components) of an image, computed on a tiny copy of it.
+
+    The same sums as the `blurhash` package's encoder, over the pixels at once with numpy
+    instead of one Python loop step per pixel and component (2.2 ms a platform, most of a
+    job's per-platform overhead on the render process); its scalar helpers do the rest."""
     w, h = img.size
     scale = _BLURHASH_SIDE / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     thumb = img.resize(size, Image.Resampling.BOX, reducing_gap=2.0) if scale < 1 else img
     if thumb.mode != "RGB":
         thumb = _flatten(thumb) if "A" in thumb.mode else thumb.convert("RGB")
-    raw = thumb.tobytes()
-    tw, th = thumb.size
-    stride = tw * 3
-    rows = [[raw[y * stride + x * 3:y * stride + x * 3 + 3] for x in range(tw)] for y in range(th)]
-    return blurhash.encode(rows, *_BLURHASH_COMPONENTS)
+    srgb = np.asarray(thumb, dtype=np.float64) / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    th, tw = linear.shape[:2]
+    cx, cy = _BLURHASH_COMPONENTS
+    across = np.cos(np.pi * np.outer(np.arange(cx), np.arange(tw)) / tw)     # (cx, tw)
+    down = np.cos(np.pi * np.outer(np.arange(cy), np.arange(th)) / th)       # (cy, th)
+    factors = np.einsum("jy,ix,yxc->jic", down, across, linear).reshape(cx * cy, 3) * (2.0 / (tw * th))
+    factors[0] /= 2.0                                   # the DC factor has weight 1, the others 2
+    dc, ac = factors[0], factors[1:]
+    max_ac = float(np.abs(ac).max()) if len(ac) else 0.0
+    quant_max = int(max(0, min(82, math.floor(max_ac * 166 - 0.5))))
+    norm = (quant_max + 1) / 166.0
+    quantised = np.clip(np.floor(np.sign(ac) * np.sqrt(np.abs(ac / norm)) * 9.0 + 9.5), 0, 18).astype(int)
+    dc_value = (_linear_to_srgb(dc[0]) << 16) + (_linear_to_srgb(dc[1]) << 8) + _linear_to_srgb(dc[2])
+    return "".join([_base83((cx - 1) + (cy - 1) * 9, 1), _base83(quant_max, 1), _base83(dc_value, 4),
+                    *(_base83(int(r) * 361 + int(g) * 19 + int(b), 2) for r, g, b in quantised)])
 
 
 PREVIEW_SIDE = 384   # the page shows the live preview 320-480 px wide; larger costs stream bytes

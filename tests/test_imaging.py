@@ -260,6 +260,21 @@ def test_blurhash_decodes_to_the_images_colours_and_differs_between_images():
     assert flat[1] > 150 and flat[0] < 80 and flat[2] < 80
 
 
+@pytest.mark.parametrize("size", [(1080, 1080), (1080, 1920), (1500, 500), (37, 91), (5, 5)])
+def test_blurhash_is_the_reference_encoders_to_the_character(size):
+    """blurhash_for sums with numpy; the `blurhash` package's own encoder, on the same tiny copy,
+    must give the very same string (grain, gradients and flat colour)."""
+    grain = Image.effect_noise(size, 60).convert("RGB")
+    gradient = Image.merge("RGB", [grain.getchannel(0), Image.linear_gradient("L").resize(size),
+                                   grain.getchannel(0).point(lambda v: 255 - v)])
+    for picture in (grain, gradient, Image.new("RGB", size, (12, 200, 99))):
+        scale = 20 / max(size)
+        thumb = picture.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))),
+                               Image.Resampling.BOX, reducing_gap=2.0) if scale < 1 else picture
+        rows = [[thumb.getpixel((x, y)) for x in range(thumb.width)] for y in range(thumb.height)]
+        assert imaging.blurhash_for(picture) == blurhash.encode(rows, 4, 3)
+
+
 def test_each_rendered_image_has_the_blurhash_of_its_own_crop():
     def red_and_blue_with_subject_at(x: int) -> Image.Image:
         img = halves((1600, 400), (230, 20, 20), (20, 20, 230))
