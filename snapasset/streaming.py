@@ -270,14 +270,19 @@ class StreamHub:
             streams[self._wakeup_key] = wakeup_cursor
             try:
                 reply = client.xread(streams, count=READ_BATCH, block=self.block_ms)
-                failures = 0
-            except Exception:
+            except Exception as exc:
                 if self._stopping:
                     break
                 failures += 1
-                log.warning("stream hub read failed (attempt %d); retrying", failures, exc_info=True)
+                if not isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                    log.exception("stream hub read failed (attempt %d); retrying", failures)
+                elif failures == 1:   # an outage: one line when it starts, one when it ends
+                    log.warning("stream hub: Redis unreachable (%s); retrying until it is back", exc)
                 time.sleep(min(5.0, 0.1 * 2 ** failures))
                 continue
+            if failures:
+                log.warning("stream hub: reading again after %d failed attempt(s)", failures)
+                failures = 0
             for key, raw_entries in reply or ():
                 key = key.decode() if isinstance(key, bytes) else key
                 if key == self._wakeup_key:

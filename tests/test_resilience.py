@@ -183,3 +183,39 @@ def test_the_worker_outlives_a_redis_outage_and_finishes_what_it_had(settings, r
     log = _log(tmp_path)
     assert log.count("Redis is unreachable") == 1 and log.count("Redis is back") == 1, log[-3000:]
     conn.close()
+
+
+def test_an_open_event_stream_rides_out_a_redis_outage_and_the_web_log_says_so_once(settings, redis_server,
+                                                                                     tmp_path, make_token):
+    """The Procfile's web process with a browser's event stream open while its Redis is away for
+    4 s: the stream stays open, carries the next event once Redis is back, and the log has one
+    line when the outage starts and one when it ends — no traceback per retry."""
+    import requests
+
+    server = redis_server("--save", "", "--appendonly", "no")
+    settings = settings.replace(redis_url=server.url)
+    log = tmp_path / "web.log"
+    user = str(uuid.uuid4())
+    # pings every second: the closed stream is noticed at once, and the web process stops quickly
+    with running_web(settings, log, {Env.SSE_HEARTBEAT: "1"}) as (base, _):
+        stream = requests.get(f"{base}/api/sse/jobs", params={"access_token": make_token(user)}, stream=True,
+                              timeout=60)
+        lines = stream.iter_lines(decode_unicode=True)
+        assert '"type":"connected"' in next(line for line in lines if line.startswith("data:"))
+        server.stop()
+        time.sleep(4)
+        server.start()
+        conn = redis_lib.Redis.from_url(server.url)
+        request = parse_job_request({"prompt": "A lighthouse on a rocky coast at dusk", "platforms": ["og-image"]},
+                                    settings)
+        service = JobService(conn, settings)
+        job_id = service.create(user, request).job_id
+        service.cancel(job_id, user)
+        cancelled = next(line for line in lines if line.startswith("data:") and job_id in line)
+        assert '"type":"cancelled"' in cancelled
+        stream.close()
+        conn.close()
+    text = log.read_text()
+    assert text.count("stream hub: Redis unreachable") == 1, text[-3000:]
+    assert text.count("stream hub: reading again") == 1, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
