@@ -52,7 +52,7 @@ def pre_request(worker, req) -> None:
     is served request after request without waiting, so the greenlet serving it never lets the
     others run: under 64 busy connections `/health` had a p99 of 1.5–2.7 s against a p50 of
     3 ms, and creates timed out on their own Redis replies (503). One `gevent.sleep(0)` per
-    request serves ready connections in turn (bench/load.py: p99 0.2–0.4 s, no 503s)."""
+    request serves ready connections in turn (bench/load.py: p99 0.1–0.4 s, no 503s)."""
     if worker.__class__.__module__.startswith("gunicorn.workers.ggevent"):
         import gevent
         gevent.sleep(0)
