@@ -218,4 +218,7 @@ def test_an_open_event_stream_rides_out_a_redis_outage_and_the_web_log_says_so_o
     text = log.read_text()
     assert text.count("stream hub: Redis unreachable") == 1, text[-3000:]
     assert text.count("stream hub: reading again") == 1, text[-3000:]
-    assert "Traceback" not in text, text[-3000:]
+    # (what follows the stop is gunicorn's and gevent's: gevent 24.2 prints an ignored exception
+    # from logging's shutdown as its greenlets are finalized)
+    served = text.split("Handling signal: term")[0]
+    assert "Traceback" not in served and "read failed" not in served, served[-3000:]
