@@ -189,14 +189,16 @@ def test_sigterm_after_the_grace_period_requeues_the_running_jobs(settings, conn
 
 
 def test_two_workers_share_the_queue_and_never_run_a_job_twice(settings, conn, worker_process):
-    job_ids = enqueue(settings, conn, 24)
     env = worker_env(**{Env.LOCAL_LATENCY: 0.3, Env.WORKER_CONCURRENCY: 4})
     worker_process(env)
     worker_process(env)
+    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    # both listening first: one that started seconds after the other could find the work all done
+    wait_for(lambda: len(Worker.all(queue=queue)) == 2, timeout=60, interval=0.1)
+    job_ids = enqueue(settings, conn, 24)
     wait_for(lambda: all_in(conn, job_ids, JobStatus.FINISHED), timeout=40)
 
     jobs = [fetch(conn, job_id) for job_id in job_ids]
-    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
     # one execution each: the two workers succeeded 24 times in all
     assert sum(worker.successful_job_count for worker in Worker.all(queue=queue)) == len(job_ids)
     assert all(job.meta["attempt"] == 1 for job in jobs)
