@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -52,6 +53,26 @@ IMAGE_COLUMNS = ("generation_id, user_id, platform_id, url, storage_key, width, 
                  "created_at")
 
 
+BUSY_TIMEOUT = 30.0   # seconds a statement waits for another process's lock
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to write-ahead logging (it stays so). The switch takes the file's lock
+    and, unlike other statements, fails at once with "database is locked" rather than waiting
+    for it: two processes opening a new file together (two workers starting, a worker and the
+    web process) each tried once, and one of them died at start. So it is tried again until
+    the lock comes free, as long as any statement would wait."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteRecords:
     """One connection per thread and process (a connection crosses neither), in WAL mode with
     synchronous=NORMAL: a crash loses at most the last transactions, never consistency."""
@@ -79,8 +100,8 @@ class SqliteRecords:
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():   # new thread, or a forked child
-            local.db = sqlite3.connect(self.path, timeout=30)
-            local.db.execute("PRAGMA journal_mode=WAL")
+            local.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)
+            _use_wal(local.db)
             local.db.execute("PRAGMA synchronous=NORMAL")
             local.db.execute("PRAGMA foreign_keys=ON")
             local.pid = os.getpid()
