@@ -46,14 +46,15 @@ def score_of(job: Job) -> int:
 
 
 def file_job(pipe, queue_name: str, job_id: str, user_id: str, score: int, status: str, *,
-             code: str | None = None, ttl: int) -> None:
-    """File the job under `status` (and, when failed, its error `code`) and out of every other."""
-    for other in jobrecord.Status.ALL:
+             code: str | None = None, ttl: int, new: bool = False) -> None:
+    """File the job under `status` (and, when failed, its error `code`) and out of every other
+    (`new`: a job filed for the first time is in no other)."""
+    for other in () if new else jobrecord.Status.ALL:
         if other != status:
             pipe.zrem(keys.queue_status_jobs(queue_name, other), job_id)
             pipe.zrem(keys.user_status_jobs(user_id, other), job_id)
     failed_code = code if status == jobrecord.Status.FAILED else None
-    for other_code in ErrorCode.JOB_FAILURES:
+    for other_code in () if new else ErrorCode.JOB_FAILURES:
         if other_code != failed_code:
             pipe.zrem(keys.queue_error_jobs(queue_name, other_code), job_id)
     into = [keys.queue_jobs(queue_name), keys.user_jobs(user_id), keys.queue_status_jobs(queue_name, status),

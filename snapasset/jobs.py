@@ -5,16 +5,17 @@ administration (stats, clean, pause, the operators' list and bulk retry) is
 snapasset.queueadmin's. Jobs wait in three priority lanes (`open_lanes`); lists read a page of
 one per-status index (snapasset.jobindex).
 
-Two invariants are kept with Redis transactions (WATCH/MULTI/EXEC) rather than locks:
+Two invariants are kept atomically, by Redis itself rather than by locks:
 
 * **Unfinished jobs per user.** `keys.user_active_jobs(user)` holds the ids of the user's jobs
   that may still be unfinished. It is *derived from RQ's state*: whenever a job is admitted
   (create, retry) the members are checked against their RQ status and finished, failed,
-  cancelled or vanished ones are pruned in the same transaction that adds the new id. The
-  transaction WATCHes the set, so two admissions at once cannot both take the last slot — one
-  EXEC fails and re-reads. Nothing outside this module (no worker hook) has to maintain it.
+  cancelled or vanished ones are pruned by the same script (snapasset.admission) that adds the
+  new id and runs the job's writes, so two admissions at once cannot both take the last slot.
+  Nothing outside this module (no worker hook) has to maintain it. The job-creation quota is
+  tested and counted by that script too.
 * **Idempotency.** A key is first claimed as *pending* (SET NX, short TTL); the job's enqueue and
-  the switch to *committed* (24 h TTL) are one MULTI. A second identical request that finds the
+  the switch to *committed* (24 h TTL) are one admission script. A second identical request that finds the
   claim pending waits for the outcome: committed → it answers with that job; released (the first
   request failed) → it claims the key itself. Exactly one job is ever enqueued per key.
 """
@@ -25,7 +26,6 @@ import re
 import secrets
 import string
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +37,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from snapasset import jobindex, jobrecord, keys, rqcompat
+from snapasset import admission, jobindex, jobrecord, keys, rqcompat
 from snapasset.config import Env, Settings
 from snapasset.errors import (
     IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotDeletable, JobNotFound, JobNotRetryable,
@@ -56,8 +56,9 @@ IDEMPOTENCY_PENDING_TTL = 60        # a claim whose request died frees itself th
 IDEMPOTENCY_WAIT = 10.0             # how long a duplicate waits for the first request's outcome
 JOB_SLOT_RETRY_AFTER = 15           # Retry-After hint when all of a user's job slots are taken
 _PENDING, _COMMITTED = "pending", "committed"
-_LIVE_RQ = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.value,
-            JobStatus.SCHEDULED.value}
+_LIVE_RQ = frozenset({JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.STARTED.value,
+                      JobStatus.SCHEDULED.value})
+_RETRYABLE_RQ = frozenset(s.value for s in JobStatus if api_status(s.value) in (Status.FAILED, Status.CANCELLED))
 _ALPHABET = string.ascii_lowercase + string.digits
 WAKEUP_TOKENS_KEPT = 64    # more than the idle workers a deployment runs: each token wakes one
 WAKEUP_TTL = 3600
@@ -114,11 +115,18 @@ def open_webhook_queue(conn: redis.Redis, settings: Settings) -> Queue:
 
 
 class Quota(Protocol):
-    """A per-user allowance taken when a job is accepted (the job-creation rate limit)."""
+    """A per-user allowance taken when a job is accepted (the job-creation rate limit): a
+    fixed-window counter in Redis (`key`, at most `amount` per `expiry` seconds), which
+    snapasset.admission tests and counts in the script that admits the job."""
+    key: str
+    amount: int
+    expiry: int
 
-    def admission(self) -> AbstractContextManager[None]:
-        """The user's turn to create: raises the error (the API's 429) that says why not when the
-        allowance is spent; takes one unit when the block completes, never when it raises."""
+    def refused(self, used: int) -> Exception:
+        """The error (the API's 429) that says the allowance is spent."""
+
+    def taken(self, used: int) -> None:
+        """One unit was taken: `used` units are now spent in this window."""
 
 
 @dataclass
@@ -220,10 +228,9 @@ class JobService:
             if replay is not None:
                 return Created(replay, self._status_or_waiting(replay), created=False)
         try:
-            with quota.admission() if quota is not None else nullcontext():
-                self._admit(user_id, job_id,
-                            lambda pipe: self._enqueue(pipe, job_id, user_id, request, reference_keys),
-                            commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
+            self._admit(user_id, job_id,
+                        lambda pipe: self._enqueue(pipe, job_id, user_id, request, reference_keys),
+                        quota=quota, commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
         except BaseException:
             if claim:
                 self._release_claim(claim, f"{job_id}|{fingerprint}")
@@ -247,48 +254,55 @@ class JobService:
             pipeline=pipe,
         )
         jobindex.file_job(pipe, settings.queue_name, job_id, user_id, jobindex.score_of(job), Status.WAITING,
-                          ttl=settings.job_ttl)
+                          ttl=settings.job_ttl, new=True)
         wake_workers(pipe, settings)
 
-    def _admit(self, user_id: str, job_id: str, write, *, watch: tuple[str, ...] = (), check=None,
-               commit: tuple[str, str] | None = None, enforce_limit: bool = True) -> None:
-        """Run `write(pipe)` in one transaction with taking one of the user's unfinished-job slots.
+    def _admit(self, user_id: str, job_id: str, write, *, quota: Quota | None = None,
+               retryable: frozenset[str] = frozenset(), commit: tuple[str, str] | None = None,
+               enforce_limit: bool = True) -> None:
+        """Run the writes of `write(pipe)` together with taking one of the user's unfinished-job
+        slots, in one script (snapasset.admission): nothing is written when it refuses.
 
-        WATCHes the user's active set (and `watch`), prunes members RQ says are over, and refuses
-        with JobLimitExceeded when `max_active_jobs` are still unfinished. `check()` runs
-        after WATCH, before MULTI (to re-validate what the caller read). `commit` = (idempotency
-        key, value) marks that claim committed in the same transaction. `enforce_limit=False` (an
-        operator's bulk retry) takes the slot without refusing.
+        Refuses with JobLimitExceeded when `max_active_jobs` of the user's jobs are still
+        unfinished (unless `enforce_limit` is False: an operator's bulk retry), with
+        `quota.refused()` when the quota is spent (a unit is taken when admitted), and with
+        JobNotRetryable when `retryable` is given and the job's RQ status is no longer one of them.
+        `commit` = (idempotency key, value) marks that claim committed in the same script.
         """
-        active_key = keys.user_active_jobs(user_id)
-        with self.conn.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(active_key, *watch)
-                    if check is not None:
-                        check()
-                    members = rqcompat.member_statuses(pipe, active_key)
-                    live = [m for m, st in members if st in _LIVE_RQ and m != job_id]
-                    stale = [m for m, st in members if st not in _LIVE_RQ]
-                    if enforce_limit and len(live) >= self.settings.max_active_jobs:
-                        raise JobLimitExceeded(
-                            f"You already have {len(live)} unfinished jobs; the limit is "
-                            f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one."
-                            + ("" if self.settings.production else
-                               f" In development, set {Env.MAX_ACTIVE_JOBS} to allow more."),
-                            retry_after=JOB_SLOT_RETRY_AFTER)
-                    pipe.multi()
-                    if stale:
-                        pipe.srem(active_key, *stale)
-                    write(pipe)
-                    pipe.sadd(active_key, job_id)
-                    pipe.expire(active_key, self.settings.job_ttl)
-                    if commit is not None:
-                        pipe.set(commit[0], f"{commit[1]}|{_COMMITTED}", ex=IDEMPOTENCY_TTL)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+        with self.conn.pipeline() as pipe:   # records the writes, never executed
+            pipe.multi()                     # as RQ expects of a pipeline it is given
+            write(pipe)
+            commands = admission.recorded_commands(pipe)
+        prefix, field = rqcompat.status_location()
+        outcome = admission.admit(self.conn, admission.Admission(
+            job_id=job_id, active_key=keys.user_active_jobs(user_id), job_hash_prefix=prefix,
+            status_field=field, live_statuses=_LIVE_RQ, active_ttl=self.settings.job_ttl,
+            max_active=self.settings.max_active_jobs if enforce_limit else None,
+            quota_key=quota.key if quota is not None else None,
+            quota_amount=quota.amount if quota is not None else 0,
+            quota_expiry=quota.expiry if quota is not None else 0,
+            required_statuses=retryable,
+            commit=(commit[0], f"{commit[1]}|{_COMMITTED}", IDEMPOTENCY_TTL) if commit else None,
+        ), commands)
+        if isinstance(outcome, admission.Refused):
+            raise self._refusal(outcome, quota)
+        if quota is not None:
+            quota.taken(outcome)
+
+    def _refusal(self, refused: admission.Refused, quota: Quota | None) -> Exception:
+        if refused.what == "quota":
+            return quota.refused(int(refused.value))
+        if refused.what == "status":
+            if refused.value is None:
+                return JobNotFound()
+            return JobNotRetryable(f"Only failed or cancelled jobs can be retried; this one is "
+                                   f"{api_status(refused.value)}")
+        return JobLimitExceeded(
+            f"You already have {refused.value} unfinished jobs; the limit is "
+            f"{self.settings.max_active_jobs}. Wait for one to finish or cancel one."
+            + ("" if self.settings.production else
+               f" In development, set {Env.MAX_ACTIVE_JOBS} to allow more."),
+            retry_after=JOB_SLOT_RETRY_AFTER)
 
     def _claim_idempotency(self, redis_key: str, fingerprint: str, job_id: str) -> str | None:
         """Claim the key for job_id (None), or return the job an identical earlier request created.
@@ -367,7 +381,8 @@ class JobService:
                               ttl=self.settings.job_ttl)
             wake_workers(pipe, self.settings)
 
-        self._admit(owner, job_id, write, watch=(job.key,), check=check, enforce_limit=enforce_limit)
+        check()
+        self._admit(owner, job_id, write, retryable=_RETRYABLE_RQ, enforce_limit=enforce_limit)
 
     def _current_status(self, job: Job) -> str:
         """The API status as stored right now (JobNotFound if the job vanished meanwhile)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["PREFIX", "job_events", "user_events", "user_jobs", "job_cancel", "idempotency",
            "user_active_jobs", "stream_hub_wakeup", "job_outcomes", "job_durations", "user_status_jobs",
            "queue_jobs", "queue_status_jobs", "queue_error_jobs", "lane_wakeup",
-           "user_create_turn", "lost_job_recovery", "job_webhook"]
+           "lost_job_recovery", "job_webhook"]
 
 PREFIX = "snapasset"
 
@@ -59,11 +59,6 @@ def worker_wakeup(worker_name: str) -> str:
 def user_active_jobs(user_id: str) -> str:
     """Set of a user's unfinished job ids (for the concurrent-jobs limit)."""
     return f"{PREFIX}:user:{user_id}:active"
-
-
-def user_create_turn(deployment: str, user_id: str) -> str:
-    """Lock that lets one job creation of a user at a time test, admit and count (snapasset.limits)."""
-    return f"{PREFIX}:{deployment}:user:{user_id}:create-turn"
 
 
 def lost_job_recovery(queue_name: str) -> str:

@@ -33,7 +33,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 __all__ = ["PromptScheduler", "stored_status", "stored_statuses", "member_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
            "register_again", "is_registered", "CompatWorker", "registered_worker_keys", "worker_executions_key",
-           "execution_job_id", "WORKER_KEY_PREFIX"]
+           "execution_job_id", "WORKER_KEY_PREFIX", "status_location"]
 
 WORKER_KEY_PREFIX = "rq:worker:"   # a worker's hash is WORKER_KEY_PREFIX + its name
 
@@ -49,6 +49,15 @@ def stored_status(conn: redis.Redis, job_id: str) -> str | None:
     Relies on: RQ storing the status as the `status` field of the job hash."""
     raw = conn.hget(Job.key_for(job_id), _STATUS_FIELD)
     return raw.decode() if raw is not None else None
+
+
+def status_location() -> tuple[str, str]:
+    """Where a job's RQ status is stored: (job hash key prefix, field), for scripts that read
+    the status of jobs by id (snapasset.admission).
+
+    Relies on: the job hash key being Job.key_for(id) (a fixed prefix plus the id) and RQ storing
+    the status as the `status` field of the job hash."""
+    return Job.key_for(""), _STATUS_FIELD
 
 
 def stored_statuses(conn: redis.Redis, job_ids: Iterable[str]) -> list[str | None]:

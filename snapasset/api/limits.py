@@ -11,10 +11,10 @@
 * **Job creation**: ``settings.job_rate_limit`` (20 per hour) per user, taken by :class:`JobQuota`
   inside ``JobService.create`` only when a job is accepted: a request refused for any reason
   (validation, too many unfinished jobs, Redis error) takes nothing, an idempotent replay takes
-  none. One user's creates take turns (a Redis lock per user, held for the few milliseconds of
-  the admission), and each turn tests the allowance, admits the job, then counts it: so the
-  count only ever holds accepted jobs, and a burst of requests is never refused for the hourly
-  limit while units remain — a request that merely overlapped others holds none.
+  none. The allowance is tested and counted by the same Redis script that admits the job
+  (snapasset.admission), with nothing in between: so the count only ever holds accepted jobs,
+  and a burst of requests is never refused for the hourly limit while units remain — a request
+  that merely overlapped others holds none.
 * **Unfinished jobs**: ``settings.max_active_jobs`` — see ``snapasset.jobs`` (a Redis transaction).
 
 Every limited response carries ``X-RateLimit-Limit/Remaining/Reset`` (the limit nearest to
@@ -34,8 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -45,7 +43,6 @@ from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 
-from snapasset import keys
 from snapasset.api.common import caller_identity
 from snapasset.config import Env, Settings
 from snapasset.connections import RedisHandle
@@ -66,9 +63,6 @@ EXEMPT_PATHS = ("/health", "/ready", "/metrics")
 # costs no Redis connection (snapasset.streaming) and needs a token for a job of the caller's.
 EXEMPT_PREFIXES = ("/media/", "/api/sse/")
 _QUOTA_LIMITS = "snapasset_quota_limits"
-CREATE_TURN_TTL = 10       # a turn whose holder died frees itself this soon (seconds)
-CREATE_TURN_WAIT = 10      # how long a create waits for the user's earlier ones (seconds)
-CREATE_TURN_POLL = 0.01    # a turn lasts milliseconds: look that often whether it is ours
 
 
 class Header:
@@ -119,7 +113,6 @@ class RateLimits:
     limiter: Limiter
     job_limit: RateLimitItem
     key_prefix: str
-    redis: redis.Redis         # the app's client: the per-user create turns live there
     name_settings: bool = False   # development: a 429 says which setting raises the limit
 
     def job_quota(self, user_id: str) -> JobQuota:
@@ -127,41 +120,30 @@ class RateLimits:
 
 
 class JobQuota:
-    """One user's job-creation allowance, in the limiter's storage (see snapasset.jobs.Quota)."""
+    """One user's job-creation allowance (see snapasset.jobs.Quota): Flask-Limiter's storage
+    key for it, which the admission script tests and counts, and the RequestLimit each outcome
+    shows in the X-RateLimit headers."""
 
     def __init__(self, limits: RateLimits, user_id: str):
         self.limits = limits
-        self.user_id = user_id
         self.args = (limits.key_prefix, f"user:{user_id}", JOB_SCOPE)
+        item = limits.job_limit
+        self.key = limits.limiter.storage.prefixed_key(item.key_for(*self.args))
+        self.amount = item.amount
+        self.expiry = item.get_expiry()
 
-    def _request_limit(self, breached: bool) -> RequestLimit:
-        return RequestLimit(self.limits.limiter, self.limits.job_limit, list(self.args), breached, True)
+    def _shown(self, breached: bool) -> RequestLimit:
+        limit = RequestLimit(self.limits.limiter, self.limits.job_limit, list(self.args), breached, True)
+        g.setdefault(_QUOTA_LIMITS, []).append(limit)
+        return limit
 
-    @contextmanager
-    def admission(self) -> Iterator[None]:
-        turn = self.limits.redis.lock(keys.user_create_turn(self.limits.key_prefix, self.user_id),
-                                      timeout=CREATE_TURN_TTL, blocking_timeout=CREATE_TURN_WAIT,
-                                      sleep=CREATE_TURN_POLL)
-        if not turn.acquire():
-            raise APIError(503, ErrorCode.SERVICE_UNAVAILABLE,
-                           "Too many job requests of yours are in progress; try again shortly",
-                           headers={Header.RETRY_AFTER: "1"})
-        try:
-            strategy = self.limits.limiter.limiter     # the in-memory fallback while Redis is away
-            spent = not strategy.test(self.limits.job_limit, *self.args)
-            g.setdefault(_QUOTA_LIMITS, []).append(self._request_limit(breached=spent))
-            if spent:
-                raise rate_limited(self._request_limit(breached=True),
-                                   f"Job creation limit reached ({describe(self.limits.job_limit)})",
-                                   setting=Env.JOB_RATE_LIMIT if self.limits.name_settings else None)
-            yield
-            strategy.hit(self.limits.job_limit, *self.args)
-        finally:
-            try:
-                turn.release()
-            except redis.exceptions.LockError:   # held past its TTL; the next turn already began
-                log.warning("job-creation turn of user %s outlived its %d s lease", self.user_id,
-                            CREATE_TURN_TTL)
+    def refused(self, used: int) -> APIError:
+        return rate_limited(self._shown(breached=True),
+                            f"Job creation limit reached ({describe(self.limits.job_limit)})",
+                            setting=Env.JOB_RATE_LIMIT if self.limits.name_settings else None)
+
+    def taken(self, used: int) -> None:
+        self._shown(breached=False)
 
 
 def _seconds_until(moment: float) -> int:
@@ -255,7 +237,7 @@ def init_app(app, settings: Settings, redis_handle: RedisHandle) -> RateLimits:
     limiter.request_filter(_exempt)
     limiter.init_app(app)
     limits = RateLimits(limiter=limiter, job_limit=parse(settings.job_rate_limit), key_prefix=settings.queue_name,
-                        redis=redis_handle.client, name_settings=not settings.production)
+                        name_settings=not settings.production)
     app.extensions[EXTENSION] = limits
 
     @app.errorhandler(RateLimitExceeded)
