@@ -26,6 +26,9 @@ STREAM_TOKEN_TTL = 15 * 60
 STREAM_AUDIENCE = "snapasset-stream"
 # A JWKS key's type decides its algorithm; the token's header never does.
 ASYMMETRIC_ALGORITHMS = {("EC", "P-256"): "ES256", ("RSA", None): "RS256"}
+TOKEN_LEEWAY = 30              # seconds of clock skew allowed on exp
+VERIFIED_TOKENS_KEPT = 10_000  # access tokens a process remembers having verified
+VERIFIED_TOKEN_SECONDS = 60    # how long it trusts that memory (a rotated-out JWKS key, at most this)
 
 
 def unauthorized(message: str = "Authentication required") -> APIError:
@@ -129,6 +132,10 @@ class Authenticator:
         self._jwks = jwks or (JwksKeys(settings.jwks_url) if settings.jwks_url else None)
         # Keys are compared as SHA-256 digests: equal length, so the comparison leaks nothing.
         self._api_keys = [(hashlib.sha256(k.key.encode()).digest(), k) for k in settings.api_keys]
+        # token -> (principal, trusted until): a browser sends the same token with every request,
+        # and checking its signature and claims again was a tenth of a job creation's CPU. Keyed
+        # by the whole token, signature included, so any other token is verified in full.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     # -- API keys -------------------------------------------------------------------
     def verify_api_key(self, presented: str) -> Principal:
@@ -144,6 +151,19 @@ class Authenticator:
 
     # -- access tokens -------------------------------------------------------
     def verify_access_token(self, token: str) -> Principal:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, until = remembered
+            if time.time() < until:
+                return principal
+            del self._verified[token]
+        principal, expires = self._verify_access_token(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.clear()
+        self._verified[token] = (principal, min(expires + TOKEN_LEEWAY, time.time() + VERIFIED_TOKEN_SECONDS))
+        return principal
+
+    def _verify_access_token(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -164,12 +184,12 @@ class Authenticator:
             # Only algorithms we hold a key for are accepted: no 'none', no HS/RS confusion.
             raise unauthorized("Unsupported token algorithm")
         claims = self._decode(token, key, algorithms, self.settings.jwt_audience)
-        return self._principal_from_claims(claims)
+        return self._principal_from_claims(claims), float(claims["exp"])
 
     def _decode(self, token: str, key, algorithms: list[str], audience: str) -> dict:
         try:
             return jwt.decode(token, key, algorithms=algorithms, audience=audience,
-                              options={"require": ["exp", "sub"]}, leeway=30)
+                              options={"require": ["exp", "sub"]}, leeway=TOKEN_LEEWAY)
         except jwt.ExpiredSignatureError:
             raise unauthorized("Access token expired") from None
         except jwt.InvalidAudienceError:

@@ -173,6 +173,28 @@ def test_bad_signature_is_refused(jclient, ec_key):
                                                                    algorithm="HS256"))))
 
 
+def test_a_token_once_accepted_is_not_trusted_past_its_expiry(jclient, settings):
+    """A process remembers tokens it verified (a browser sends the same one every request), but
+    never past the token's own expiry (plus the 30 s of clock skew allowed)."""
+    token = jwt.encode(claims(exp=int(time.time()) - 29), settings.jwt_secret, algorithm="HS256")
+    assert jclient.get("/api/jobs", headers=bearer(token)).status_code == 200
+    assert jclient.get("/api/jobs", headers=bearer(token)).status_code == 200
+    time.sleep(2.1)
+    refused = jclient.get("/api/jobs", headers=bearer(token))
+    assert_401(refused)
+    assert "expired" in refused.json["message"]
+
+
+def test_a_remembered_token_does_not_vouch_for_a_forged_one(jclient, settings):
+    genuine = jwt.encode(claims(sub="alice"), settings.jwt_secret, algorithm="HS256")
+    assert jclient.get("/api/jobs", headers=bearer(genuine)).status_code == 200
+    head, _payload, signature = genuine.split(".")
+    as_bob = f"{head}.{b64(json.dumps(claims(sub='bob')).encode())}.{signature}"
+    assert_401(jclient.get("/api/jobs", headers=bearer(as_bob)))
+    assert_401(jclient.get("/api/jobs", headers=bearer(genuine[:-2] + ("AA" if genuine[-2:] != "AA" else "BB"))))
+    assert jclient.get("/api/jobs", headers=bearer(genuine)).status_code == 200
+
+
 @pytest.mark.parametrize("overrides", [
     {"exp": int(time.time()) - 3600},           # expired
     {"exp": None},                              # no expiry at all
