@@ -2,7 +2,7 @@
 
 A create used to take the user's turn (a lock), read the job-creation allowance, WATCH the
 user's unfinished jobs, read their statuses, queue the job in a MULTI/EXEC of some fifty
-commands, count the allowance and give the turn back: nine round trips, and most of a create's
+commands, count the allowance and give the turn back: seven round trips, and most of a create's
 CPU went to redis-py packing commands and parsing one "QUEUED" reply each. Now the writes are
 recorded on a pipeline that is never executed (RQ's enqueue, the indexes and the wake-up write
 to it as before) and handed, with the checks, to one script. Redis runs a script whole, with

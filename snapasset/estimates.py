@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
@@ -39,17 +40,10 @@ class Estimate:
         return f"{whole} second{'s' if whole != 1 else ''}"
 
 
-def recent_run_seconds(conn: redis.Redis, queue: Queue, *, sample: int = RECENT_JOBS) -> list[float]:
-    """Run times of the queue's last `sample` finished jobs (fewer when fewer finished). The
-    finished registry scores each job by its expiry, which for one result TTL orders them by
-    the time they finished."""
-    job_ids = queue.finished_job_registry.get_job_ids(0, sample - 1, desc=True, cleanup=False)
-    return rqcompat.run_seconds(conn, job_ids)
-
-
-def estimate(conn: redis.Redis, queue: Queue, *, waiting: int, concurrency: int) -> Estimate:
-    """The median recent run time, once per round of `concurrency` jobs waiting ahead."""
-    runs = recent_run_seconds(conn, queue)
+def estimate(conn: redis.Redis, lanes: Iterable[Queue], normal: Queue, *, concurrency: int) -> Estimate:
+    """The median run time of the last jobs finished on the `normal` lane, once per round of
+    `concurrency` jobs waiting ahead in all `lanes`: read in one round trip."""
+    waiting, runs = rqcompat.waiting_and_recent_runs(conn, lanes, normal, RECENT_JOBS)
     if not runs:
         return Estimate(seconds=None, sample=0)
     rounds = 1 + waiting // max(1, concurrency)

@@ -346,11 +346,7 @@ class JobService:
     def estimate(self) -> Estimate:
         """How long a job created now should take: recent jobs' run times (on the normal lane),
         and the jobs waiting in every lane."""
-        with self.conn.pipeline(transaction=False) as pipe:
-            for lane in self.lanes:
-                pipe.llen(lane.key)
-            waiting = sum(pipe.execute())
-        return estimate(self.conn, self.lanes[Priority.ORDER.index(Priority.NORMAL)], waiting=waiting,
+        return estimate(self.conn, self.lanes, self.lanes[Priority.ORDER.index(Priority.NORMAL)],
                         concurrency=self.settings.worker_concurrency)
 
     # -- retry and cancel ---------------------------------------------------------

@@ -30,7 +30,7 @@ from rq.utils import now, parse_composite_key, utcparse
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-__all__ = ["PromptScheduler", "stored_status", "stored_statuses", "member_statuses", "run_seconds", "save_meta", "job_result", "delete_result",
+__all__ = ["PromptScheduler", "stored_status", "waiting_and_recent_runs", "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
            "register_again", "is_registered", "CompatWorker", "registered_worker_keys", "worker_executions_key",
            "execution_job_id", "WORKER_KEY_PREFIX", "status_location"]
@@ -60,49 +60,34 @@ def status_location() -> tuple[str, str]:
     return Job.key_for(""), _STATUS_FIELD
 
 
-def stored_statuses(conn: redis.Redis, job_ids: Iterable[str]) -> list[str | None]:
-    """stored_status of many jobs in one round trip."""
-    job_ids = list(job_ids)
-    if not job_ids:
-        return []
-    with conn.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.hget(Job.key_for(job_id), _STATUS_FIELD)
-        return [value.decode() if value else None for value in pipe.execute()]
-
-
-def run_seconds(conn: redis.Redis, job_ids: Iterable[str]) -> list[float]:
-    """How long each of these ended jobs ran (started → ended), in one round trip, without
-    loading their results; jobs gone or never started are left out.
-
-    Relies on: RQ storing `started_at` and `ended_at` as fields of the job hash, as utcformat."""
-    with conn.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.hmget(Job.key_for(job_id), _STARTED_FIELD, _ENDED_FIELD)
-        stamps = pipe.execute()
-    return [(utcparse(ended.decode()) - utcparse(started.decode())).total_seconds()
-            for started, ended in stamps if started and ended]
-
-
-_MEMBER_STATUSES = """
-local found = {}
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  table.insert(found, member)
-  table.insert(found, redis.call('HGET', ARGV[1] .. member, ARGV[2]) or false)
+_WAITING_AND_RECENT_RUNS = """
+local waiting = 0
+for i = 2, #KEYS do waiting = waiting + redis.call('LLEN', KEYS[i]) end
+local found = {waiting}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  local stamps = redis.call('HMGET', ARGV[1] .. id, ARGV[3], ARGV[4])
+  table.insert(found, stamps[1])
+  table.insert(found, stamps[2])
 end
 return found
 """
 
 
-def member_statuses(conn, set_key: str) -> list[tuple[str, str | None]]:
-    """The job ids in the set `set_key`, each with its stored_status, in one round trip (a script:
-    SMEMBERS, then each job hash's status field). `conn` may be a pipeline in WATCH mode: the
-    read is one command, so it runs at once and the WATCH still covers the set.
+def waiting_and_recent_runs(conn: redis.Redis, lanes: Iterable[Queue], finished: Queue,
+                            sample: int) -> tuple[int, list[float]]:
+    """The jobs waiting in `lanes`, and how long each of the last `sample` jobs that finished
+    on `finished` ran (started → ended; jobs gone meanwhile are left out), in one round trip,
+    without loading any result.
 
-    Relies on: the job hash key being Job.key_for(id) (a fixed prefix plus the id)."""
-    replies = conn.eval(_MEMBER_STATUSES, 1, set_key, Job.key_for(""), _STATUS_FIELD)
-    return [(member.decode(), status.decode() if status else None)
-            for member, status in zip(replies[::2], replies[1::2])]
+    Relies on: the finished registry's sorted set scoring each job by its expiry (for one result
+    TTL, the order they finished in); RQ storing `started_at` and `ended_at` as fields of the
+    job hash, as utcformat; the job hash key being Job.key_for(id)."""
+    lane_keys = [lane.key for lane in lanes]
+    reply = conn.eval(_WAITING_AND_RECENT_RUNS, 1 + len(lane_keys), finished.finished_job_registry.key,
+                      *lane_keys, Job.key_for(""), sample, _STARTED_FIELD, _ENDED_FIELD)
+    runs = [(utcparse(ended.decode()) - utcparse(started.decode())).total_seconds()
+            for started, ended in zip(reply[1::2], reply[2::2]) if started and ended]
+    return int(reply[0]), runs
 
 
 def save_meta(job: Job, pipeline) -> None:

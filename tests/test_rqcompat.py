@@ -45,31 +45,23 @@ def enqueue(queue: Queue, func, *args, **kwargs) -> Job:
 def test_stored_status_reads_the_status_field_of_the_job_hash(queue, redis_handle):
     job = enqueue(queue, add, 1, 2)
     assert rqcompat.stored_status(redis_handle.client, job.id) == JobStatus.QUEUED.value
-    assert rqcompat.stored_statuses(redis_handle.client, [job.id, "gone"]) == [JobStatus.QUEUED.value, None]
     job.delete()
     assert rqcompat.stored_status(redis_handle.client, job.id) is None
 
 
-def test_run_seconds_reads_when_a_job_started_and_ended(queue, redis_handle):
-    ran = enqueue(queue, add, 1, 2)
-    SimpleWorker([queue], connection=redis_handle.client, serializer=JSONSerializer).work(burst=True)
-    waiting = enqueue(queue, add, 3, 4)
-    ran.refresh()
-    assert rqcompat.run_seconds(redis_handle.client, [ran.id, waiting.id, "gone"]) == [
-        (ran.ended_at - ran.started_at).total_seconds()]
-
-
-def test_member_statuses_reads_each_member_job_hash_in_one_script(queue, redis_handle):
+def test_waiting_and_recent_runs_reads_the_lanes_and_the_last_finished_jobs_in_one_script(queue, redis_handle):
     conn = redis_handle.client
-    job = enqueue(queue, add, 1, 2)
-    set_key = f"compat-active-{uuid.uuid4().hex[:8]}"
-    conn.sadd(set_key, job.id, "gone")
-    assert sorted(rqcompat.member_statuses(conn, set_key)) == sorted([("gone", None), (job.id, JobStatus.QUEUED.value)])
-    with conn.pipeline() as pipe:          # in WATCH mode, as the job service calls it
-        pipe.watch(set_key)
-        assert len(rqcompat.member_statuses(pipe, set_key)) == 2
-    conn.delete(set_key)
-
+    ran = [enqueue(queue, add, i, i) for i in range(3)]
+    SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
+    for job in ran:
+        job.refresh()
+    other_lane = Queue(f"{queue.name}-other", connection=conn, serializer=JSONSerializer)
+    enqueue(queue, add, 3, 4), enqueue(other_lane, add, 5, 6), enqueue(other_lane, add, 7, 8)
+    ran[0].delete()                                    # gone since: left out
+    waiting, runs = rqcompat.waiting_and_recent_runs(conn, [queue, other_lane], queue, 20)
+    assert waiting == 3
+    assert sorted(runs) == sorted((job.ended_at - job.started_at).total_seconds() for job in ran[1:])
+    assert len(rqcompat.waiting_and_recent_runs(conn, [queue], queue, 1)[1]) == 1   # the newest only
 
 def test_save_meta_on_a_pipeline_is_what_fetch_reads_back(queue, redis_handle):
     job = enqueue(queue, add, 1, 2, meta={"userId": "u"})
