@@ -247,8 +247,6 @@ def _schemas(models: tuple[str, ...]) -> dict:
                 "result": _ref("Result"),
                 "failedReason": {"type": "string"},
                 "error": _ref("JobError"),
-                "queuePosition": {"type": "integer", "minimum": 0,
-                                  "description": "Waiting jobs only: how many jobs start before it (0 = next)."},
                 "webhook": _ref("WebhookState"),
             },
         },
