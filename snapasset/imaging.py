@@ -28,7 +28,8 @@ from snapasset.schema import FITS
 
 __all__ = [
     "FORMATS", "MAX_PIXELS", "RenderedImage", "probe", "decode", "crop_box", "frame", "render",
-    "contain_layout", "extension_canvas", "blurhash_for", "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
+    "contain_layout", "extension_canvas", "blurhash_for", "Miniature", "miniature_of", "blurhash_of_cut",
+    "best_aspect", "best_size", "size_for_aspect", "preview_data_url",
     "allowed_input_formats",
 ]
 
@@ -254,6 +255,12 @@ def frame(img: Image.Image, platform: Platform, analysis: framing.Analysis, fit:
     framing.frame_box places around the subject (safe zones honoured), under ``contain``
     (and ``extend``, once the model has painted or could not) the whole picture on a soft
     extension of its own edges."""
+    return _frame(img, platform, analysis, fit)[0]
+
+
+def _frame(img: Image.Image, platform: Platform, analysis: framing.Analysis,
+           fit: str) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+    """frame(), and under ``cover`` the box of the picture it shows (None under contain)."""
     if fit not in FITS:
         raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
     size = (platform.width, platform.height)
@@ -261,12 +268,12 @@ def frame(img: Image.Image, platform: Platform, analysis: framing.Analysis, fit:
         box = framing.frame_box(analysis, platform.width, platform.height,
                                 safe_top=platform.safe_top, safe_bottom=platform.safe_bottom)
         # reducing_gap lets Pillow box-reduce large downscales first: same look, a fraction of the time
-        return img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+        return img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0), box
     left, top, right, bottom = contain_layout(analysis, platform)
     inner = img.resize((right - left, bottom - top), Image.Resampling.LANCZOS, reducing_gap=3.0)
     canvas = _soft_surround(img, inner, size, (left, top))
     canvas.paste(inner, (left, top))
-    return canvas
+    return canvas, None
 
 
 # The surround is built on a copy this many times smaller than the frame: it is all blur.
@@ -339,26 +346,31 @@ def _fade_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.I
 # --------------------------------------------------------------------------- rendering
 
 def render(img: Image.Image, platform: Platform, fmt: str, *, analysis: framing.Analysis | None = None,
-           fit: str = "cover") -> RenderedImage:
+           fit: str = "cover", miniature: Miniature | None = None) -> RenderedImage:
     """Frame ``img`` for the platform (see ``frame``) and encode it in ``fmt`` under the
     platform's byte cap. ``img`` is best one returned by ``decode`` (other modes are
-    normalised the same way first); ``analysis`` is framing.analyse(img), found once per
-    picture and shared by its platforms (found here when not given)."""
+    normalised the same way first); ``analysis`` is framing.analyse(img) and ``miniature``
+    miniature_of(img), both found once per picture and shared by its platforms (found here when
+    not given)."""
     fmt = _format(fmt)
     if img.mode not in ("RGB", "RGBA"):
         img = _normalise_mode(img)
     if analysis is None:
         analysis = framing.analyse(img)
-    out = frame(img, platform, analysis, fit)
+    out, box = _frame(img, platform, analysis, fit)
     if out.mode not in ("RGB", "RGBA"):
         out = out.convert("RGBA" if "A" in out.mode else "RGB")
     if fmt == "jpeg" and out.mode == "RGBA":
         out = _flatten(out)
     data, quality = _encode_under(out, fmt, platform)
+    if box is None:          # contain: the frame is more than a cut of the picture
+        placeholder = blurhash_for(out)
+    else:                    # cover: the same cut of the picture's miniature, not of the full-size frame
+        placeholder = blurhash_of_cut(miniature or miniature_of(img), box, out.size)
     content_type, extension = FORMATS[fmt]
     return RenderedImage(platform_id=platform.id, width=out.width, height=out.height,
                          format=fmt, content_type=content_type, extension=extension,
-                         data=data, blurhash=blurhash_for(out), quality=quality)
+                         data=data, blurhash=placeholder, quality=quality)
 
 
 def _flatten(img: Image.Image, background=_WHITE) -> Image.Image:
@@ -422,6 +434,38 @@ def _save(img: Image.Image, fmt: str, *, quality: int | None = None, optimize: b
     return buf.getvalue()
 
 # --------------------------------------------------------------------------- placeholders
+
+@dataclass(frozen=True)
+class Miniature:
+    """A picture box-reduced ``factor`` times (its long side at least _MINIATURE_SIDE), from
+    which each cover frame's blurhash is taken: a 20-px blurhash thumbnail box-averaged from
+    it is the same as one box-averaged from the full-size frame, give or take a level's
+    rounding, for a fraction of the time (reading a 1080-px frame again cost 2-2.5 ms a
+    platform; the miniature costs about 1 ms a picture)."""
+    image: Image.Image
+    factor: int
+
+
+_MINIATURE_SIDE = 256
+
+
+def miniature_of(img: Image.Image) -> Miniature:
+    """The picture's Miniature (once per picture; see Miniature)."""
+    factor = max(1, max(img.size) // _MINIATURE_SIDE)
+    return Miniature(img.reduce(factor) if factor > 1 else img.copy(), factor)
+
+
+def blurhash_of_cut(small: Miniature, box: tuple[int, int, int, int], size: tuple[int, int]) -> str:
+    """The blurhash of the picture's ``box`` (in full-size pixels) shown at ``size``: the
+    blurhash_for() of that frame, its thumbnail box-averaged from the miniature instead."""
+    w, h = size
+    scale = _BLURHASH_SIDE / max(w, h)
+    thumb_size = (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1 else size
+    left, top, right, bottom = (edge / small.factor for edge in box)
+    # (a reduce rounds its size up, so the box is inside the miniature; min() guards the rounding)
+    right, bottom = min(right, small.image.width), min(bottom, small.image.height)
+    return blurhash_for(small.image.resize(thumb_size, Image.Resampling.BOX, box=(left, top, right, bottom)))
+
 
 def blurhash_for(img: Image.Image) -> str:
     """The blurhash (4×3 components) of an image, computed on a tiny copy of it.

@@ -289,6 +289,57 @@ def test_each_rendered_image_has_the_blurhash_of_its_own_crop():
     assert red[0] > red[2] and blue[2] > blue[0]
 
 
+def colour_field(size) -> Image.Image:
+    """Red rising left to right, blue top to bottom, green in rings, a few objects, some grain:
+    every cut of it has a blurhash of its own."""
+    width, height = size
+    red = Image.linear_gradient("L").rotate(90).resize(size).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    blue = Image.linear_gradient("L").resize(size)
+    green = Image.radial_gradient("L").resize(size)
+    img = ImageChops.add(Image.merge("RGB", (red, green, blue)),
+                         Image.merge("RGB", [Image.effect_noise(size, 12) for _ in range(3)]), offset=-128)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((width * 0.6, height * 0.3, width * 0.8, height * 0.6), fill=(250, 240, 30))
+    draw.rectangle((width * 0.1, height * 0.7, width * 0.25, height * 0.95), fill=(20, 10, 60))
+    return img
+
+
+def placeholder_error(hash_: str, frame: Image.Image) -> float:
+    """How far a blurhash, decoded, is from the frame it stands for (mean |difference| of a
+    24-px thumbnail's channels, 0..255)."""
+    scale = 24 / max(frame.size)
+    size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
+    thumb = frame.resize(size, Image.Resampling.BOX).tobytes()
+    shown = bytes(value for row in blurhash.decode(hash_, *size) for pixel in row for value in pixel)
+    return sum(abs(a - b) for a, b in zip(thumb, shown)) / len(thumb)
+
+
+@pytest.mark.parametrize("size", GPT_IMAGE_SIZES)
+def test_a_cover_frames_blurhash_stands_for_the_frame_as_well_as_the_frames_own(size):
+    """render() takes a cover frame's blurhash thumbnail from the picture's miniature, not from
+    the full-size frame: decoded, it is as close to the frame as blurhash_for(the frame) is,
+    within a few levels (4×3 components are 17-35 levels from a grainy frame either way; a
+    thumbnail of the wrong part of the picture is 6-40 levels further), for every platform:
+    wide bands, tall cuts and the zoomed-in cuts of the safe zones."""
+    picture = colour_field(size)
+    analysis = framing.analyse(picture)
+    small = imaging.miniature_of(picture)
+    for platform in PLATFORMS.values():
+        rendered = imaging.render(picture, platform, "jpeg", analysis=analysis, miniature=small)
+        assert rendered.blurhash == imaging.render(picture, platform, "jpeg", analysis=analysis).blurhash
+        frame = imaging.frame(picture, platform, analysis)
+        own = placeholder_error(imaging.blurhash_for(frame), frame)
+        assert placeholder_error(rendered.blurhash, frame) <= own + 3, platform.id
+
+
+def test_a_contain_frames_blurhash_is_taken_from_the_whole_frame():
+    picture = colour_field((1536, 1024))
+    story = PLATFORMS["instagram-story"]
+    analysis = framing.analyse(picture)
+    rendered = imaging.render(picture, story, "jpeg", analysis=analysis, fit="contain")
+    assert rendered.blurhash == imaging.blurhash_for(imaging.frame(picture, story, analysis, "contain"))
+
+
 def test_preview_data_url_is_a_small_jpeg():
     url = imaging.preview_data_url(encode(noise((1536, 1024))))
     prefix = "data:image/jpeg;base64,"

@@ -127,22 +127,23 @@ class InlineRenderer(Renderer):
     @contextlib.contextmanager
     def render_each(self, data, size, platforms, fmt, fit="cover"):
         source = imaging.decode(data)           # now: a bad image fails the job here, not later
-        analysis = framing.analyse(source)
-        yield (imaging.render(source, platform, fmt, analysis=analysis, fit=fit) for platform in platforms)
+        analysis, miniature = framing.analyse(source), imaging.miniature_of(source)
+        yield (imaging.render(source, platform, fmt, analysis=analysis, fit=fit, miniature=miniature)
+               for platform in platforms)
 
 
 def _decode_and_render(data: bytes, name: str | None, platforms: Sequence[Platform], fmt: str, fit: str
-                       ) -> tuple[str, tuple[int, int], framing.Analysis, list[RenderedImage]]:
+                       ) -> tuple[str, tuple[int, int], framing.Analysis, imaging.Miniature, list[RenderedImage]]:
     """In a render process: decode the picture, put its pixels in the shared memory block `name`
     (when other processes render the rest of the job's platforms), and render `platforms` from
-    the decoded picture itself. Answers the pixels' mode (RGB or RGBA), size and analysis, and
-    the rendered images."""
+    the decoded picture itself. Answers the pixels' mode (RGB or RGBA), size, analysis and
+    miniature (imaging.miniature_of: a few hundred pixels wide), and the rendered images."""
     source = imaging.decode(data)
-    analysis = framing.analyse(source)
+    analysis, miniature = framing.analyse(source), imaging.miniature_of(source)
     if name is not None:
         _share(source, name)
-    return (source.mode, source.size, analysis,
-            [imaging.render(source, p, fmt, analysis=analysis, fit=fit) for p in platforms])
+    return (source.mode, source.size, analysis, miniature,
+            [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms])
 
 
 def _share(source: Image.Image, name: str) -> None:
@@ -160,7 +161,7 @@ def _share(source: Image.Image, name: str) -> None:
 
 
 def _render_shared(name: str, mode: str, size: tuple[int, int], analysis: framing.Analysis,
-                   platform: Platform, fmt: str, fit: str) -> RenderedImage:
+                   miniature: imaging.Miniature, platform: Platform, fmt: str, fit: str) -> RenderedImage:
     """In a render process: one platform's image from the decoded pixels in shared memory. The
     pixels are copied out first (Pillow resizes its own RGB layout faster than a mapped RGBX one,
     and the copy lives only as long as this task)."""
@@ -170,7 +171,7 @@ def _render_shared(name: str, mode: str, size: tuple[int, int], analysis: framin
             source = Image.frombytes(mode, size, pixels)
     finally:
         block.close()
-    return imaging.render(source, platform, fmt, analysis=analysis, fit=fit)
+    return imaging.render(source, platform, fmt, analysis=analysis, fit=fit, miniature=miniature)
 
 
 def render_processes(configured: int) -> int:
@@ -334,9 +335,9 @@ class _SharedRendering:
             _decode_and_render, [(self._data, name, self.platforms[:self._own], self.fmt, self.fit)])
 
     def _submit(self, platforms: Sequence[Platform]) -> list[Future]:
-        mode, size, analysis = self._decoded
+        mode, size, analysis, miniature = self._decoded
         self._pool, futures = self.renderer.submit_each(
-            _render_shared, [(self._block.name, mode, size, analysis, platform, self.fmt, self.fit)
+            _render_shared, [(self._block.name, mode, size, analysis, miniature, platform, self.fmt, self.fit)
                              for platform in platforms])
         return futures
 
