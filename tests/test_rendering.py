@@ -3,6 +3,9 @@ memory budget (waiting on disk beyond it), nothing left behind. Real render proc
 
 import base64
 import io
+import os
+import pickle
+import signal
 import threading
 from pathlib import Path
 
@@ -70,6 +73,58 @@ def test_one_render_process_renders_the_whole_job_in_one_task_without_shared_mem
     finally:
         renderer.close()
     assert [r.data for r in shipped] == [r.data for r in render(InlineRenderer(), data)]
+
+
+def test_the_picture_reaches_the_render_process_through_shared_memory_not_the_pools_pipe():
+    """A task carries the name of a shared memory block holding the encoded picture, not its
+    bytes: pickled down the pool's pipe, 3 MB kept a render process waiting ~7 ms a task on
+    this process's feeder thread. The block is gone once the picture is decoded."""
+    data = picture(5, size=(1200, 800))
+    before = shared_blocks()
+    renderer = RenderPool(1)
+    sent, submit_each = [], renderer.submit_each
+
+    def spy(fn, calls):
+        sent.append(len(pickle.dumps(calls)))
+        return submit_each(fn, calls)
+
+    renderer.submit_each = spy
+    try:
+        with renderer.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
+            shipped = list(images)
+            assert shared_blocks() <= before                 # decoded: its encoded bytes are freed
+    finally:
+        renderer.close()
+    assert len(data) > 1_000_000 and sent and max(sent) < 10_000
+    assert [r.data for r in shipped] == [r.data for r in render(InlineRenderer(), data)]
+    assert renderer.budget.held == 0
+
+
+def test_a_picture_that_fails_to_decode_in_the_render_process_leaves_nothing_behind(pool):
+    data = picture(6)
+    truncated = data[:len(data) // 2]                 # its header is whole: probe lets it through
+    before = shared_blocks()
+    with pytest.raises(imaging.InvalidImage):
+        render(pool, truncated)
+    wait_for(lambda: pool.budget.held == 0 and shared_blocks() <= before, timeout=30)
+
+
+def test_a_render_process_killed_mid_job_is_replaced_and_the_job_still_renders(caplog):
+    """The encoded picture stays in shared memory until it is decoded: a new render process
+    decodes it again (the OOM killer, say, took the first)."""
+    data = picture(7, size=(1800, 1200))
+    before = shared_blocks()
+    renderer = RenderPool(1)
+    try:
+        with renderer.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
+            for pid in list(renderer._pool._processes):
+                os.kill(pid, signal.SIGKILL)
+            shipped = list(images)
+    finally:
+        renderer.close()
+    assert "a render process died" in caplog.text
+    assert [r.data for r in shipped] == [r.data for r in render(InlineRenderer(), data)]
+    assert renderer.budget.held == 0 and shared_blocks() <= before
 
 
 def test_pictures_beyond_the_budget_wait_their_turn_and_all_render():

@@ -5,7 +5,8 @@ that keeps dozens of jobs in flight in threads sends it to one process per core,
 each job's picture once (and analyses it once: framing.analyse). When every render process is busy (or there is only one), the whole
 job is one task: decode, then each platform from the decoded picture. When some process is
 idle, the decoding task puts the pixels in shared memory and each platform is a task of its
-own reading them, so one job's platforms spread over all cores. The job thread reports and
+own reading them, so one job's platforms spread over all cores. The encoded picture reaches
+the decoding task through shared memory too (a task carries names, not megabytes). The job thread reports and
 uploads each image in order (progress moves per platform), and a stopped job stops waiting
 at once, between any two steps.
 
@@ -132,18 +133,31 @@ class InlineRenderer(Renderer):
                for platform in platforms)
 
 
-def _decode_and_render(data: bytes, name: str | None, platforms: Sequence[Platform], fmt: str, fit: str
-                       ) -> tuple[str, tuple[int, int], framing.Analysis, imaging.Miniature, list[RenderedImage]]:
-    """In a render process: decode the picture, put its pixels in the shared memory block `name`
-    (when other processes render the rest of the job's platforms), and render `platforms` from
-    the decoded picture itself. Answers the pixels' mode (RGB or RGBA), size, analysis and
-    miniature (imaging.miniature_of: a few hundred pixels wide), and the rendered images."""
-    source = imaging.decode(data)
+def _decode_and_render(encoded: str, length: int, name: str | None, platforms: Sequence[Platform], fmt: str,
+                       fit: str) -> tuple[str, tuple[int, int], framing.Analysis | None, imaging.Miniature | None,
+                                          list[RenderedImage]]:
+    """In a render process: decode the picture (its `length` encoded bytes in the shared memory
+    block `encoded`), put its pixels in the shared memory block `name` (when other processes
+    render the rest of the job's platforms), and render `platforms` from the decoded picture
+    itself. Answers the pixels' mode (RGB or RGBA), size, and, for the other processes, analysis
+    and miniature (imaging.miniature_of: a few hundred pixels wide); and the rendered images."""
+    source = imaging.decode(_read(encoded, length))
     analysis, miniature = framing.analyse(source), imaging.miniature_of(source)
-    if name is not None:
-        _share(source, name)
+    if name is None:
+        return (source.mode, source.size, None, None,
+                [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms])
+    _share(source, name)
     return (source.mode, source.size, analysis, miniature,
             [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms])
+
+
+def _read(name: str, length: int) -> bytes:
+    """The encoded picture the job thread put in shared memory (see _SharedRendering._decode)."""
+    block = SharedMemory(name)
+    try:
+        return bytes(block.buf[:length])
+    finally:
+        block.close()
 
 
 def _share(source: Image.Image, name: str) -> None:
@@ -296,6 +310,8 @@ class _SharedRendering:
                  fmt: str, fit: str):
         self.renderer, self.platforms, self.fmt, self.fit = renderer, platforms, fmt, fit
         self._data: bytes | None = data
+        self._encoded = len(data)
+        self._source: SharedMemory | None = None   # the encoded bytes, for the decoding task
         self._pixels = decoded_bytes_of(size[0] * size[1])
         # how many platforms the decoding process renders from what it decoded: all of them when
         # there is no idle render process to spread them over (one process, or every one busy:
@@ -328,11 +344,20 @@ class _SharedRendering:
         return self._images()
 
     def _decode(self) -> None:
+        if self._source is None:
+            # the encoded picture goes to the render process through shared memory, not pickled
+            # down the pool's pipe: a pipe carries 64 KB at a time, written by this process's
+            # feeder thread as the GIL lets it, and the render process waited ~7 ms a task for
+            # its 3 MB (once every render process is busy, that is render time lost)
+            self._source = SharedMemory(create=True, size=max(1, self._encoded))
+            self._source.buf[:self._encoded] = self._data
+            self._data = None
         if self._block is None and len(self.platforms) > self._own:
             self._block = SharedMemory(create=True, size=max(1, self._pixels))
         name = self._block.name if self._block is not None else None
         self._pool, (self._decoding,) = self.renderer.submit_each(
-            _decode_and_render, [(self._data, name, self.platforms[:self._own], self.fmt, self.fit)])
+            _decode_and_render, [(self._source.name, self._encoded, name, self.platforms[:self._own], self.fmt,
+                                  self.fit)])
 
     def _submit(self, platforms: Sequence[Platform]) -> list[Future]:
         mode, size, analysis, miniature = self._decoded
@@ -355,9 +380,7 @@ class _SharedRendering:
             self.renderer.replace(self._pool)
             self._decode()
             *self._decoded, own = wait(self._decoding)
-        encoded, self._data = len(self._data), None        # decoded: the bytes are not needed again
-        self._held -= encoded
-        self.renderer.budget.release(encoded)
+        self._release_source()                 # decoded: the encoded bytes are not needed again
         rest = self.platforms[self._own:]
         self._futures = self._submit(rest) if rest else []
         yield from own
@@ -387,6 +410,15 @@ class _SharedRendering:
         if not running:
             self._free()
 
+    def _release_source(self) -> None:
+        with self._lock:
+            source, self._source = self._source, None
+        if source is not None:
+            source.close()
+            source.unlink()
+            self._held -= self._encoded
+            self.renderer.budget.release(self._encoded)
+
     def _render_ended(self, _future: Future) -> None:
         with self._lock:
             self._pending -= 1
@@ -395,6 +427,10 @@ class _SharedRendering:
             self._free()
 
     def _free(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source.unlink()
+            self._source = None
         if self._block is not None:
             self._block.close()
             self._block.unlink()
