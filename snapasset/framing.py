@@ -13,7 +13,6 @@ by shape so that every platform is cut from a picture of nearly its own shape.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -23,7 +22,7 @@ from PIL import Image, ImageChops, ImageFilter
 
 from snapasset.platforms import Platform
 
-__all__ = ["Region", "Analysis", "analyse", "frame_box", "cover_box", "SourcePlan", "plan_sources",
+__all__ = ["Region", "Analysis", "analyse", "analysis_factor", "frame_box", "cover_box", "SourcePlan", "plan_sources",
            "MIN_KEPT_AREA", "MAX_ENLARGEMENT"]
 
 # The map is computed on a copy this many pixels on its long side: one cell is 16 px of a
@@ -98,10 +97,16 @@ class Analysis:
 
 # --------------------------------------------------------------------------- the map
 
-def analyse(img: Image.Image) -> Analysis:
-    """Find the salient regions of a picture (RGB or RGBA)."""
-    factor = max(1, max(img.size) // ANALYSIS_SIDE)
-    small = img.reduce(factor) if factor > 1 else img
+def analysis_factor(size: tuple[int, int]) -> int:
+    """How many times smaller than the picture the copy ``analyse`` looks at is (a box reduce)."""
+    return max(1, max(size) // ANALYSIS_SIDE)
+
+
+def analyse(img: Image.Image, *, reduced: Image.Image | None = None) -> Analysis:
+    """Find the salient regions of a picture (RGB or RGBA). ``reduced``: the picture's
+    ``img.reduce(analysis_factor(img.size))``, when the caller has it already."""
+    factor = analysis_factor(img.size)
+    small = reduced if reduced is not None else img.reduce(factor) if factor > 1 else img
     if small.mode != "RGB":
         small = small.convert("RGB")
     saliency, rarity = _saliency(small)
@@ -176,11 +181,10 @@ def _regions(saliency: np.ndarray, rarity: np.ndarray) -> tuple[tuple[Region, ..
     # joining a cloud further off
     high = max(float(saliency.mean() + saliency.std()), _SEED_LEVEL)
     seeds = saliency > high
-    near_seeds = np.asarray(Image.fromarray(np.uint8(seeds) * 255).filter(ImageFilter.MaxFilter(_REACH_CELLS)))
+    near_seeds = _dilated(seeds, _REACH_CELLS)
     reach = (saliency > high * _REACH) | (rarity > _RARE_COLOUR)
-    mask = Image.fromarray(np.where(reach, near_seeds, 0).astype(np.uint8))
     # close gaps of a cell, so that the parts of one object (a face's eyes and outline) join
-    mask = np.asarray(mask.filter(ImageFilter.MaxFilter(3))) > 0
+    mask = _dilated(reach & near_seeds, 3)
     labels = _label_cells(mask, seeds)
     found = []
     for label in range(1, int(labels.max()) + 1):
@@ -200,33 +204,66 @@ def _regions(saliency: np.ndarray, rarity: np.ndarray) -> tuple[tuple[Region, ..
     return tuple(regions), labels == subject_label if subject_label else np.zeros(labels.shape, dtype=bool)
 
 
+def _dilated(cells: np.ndarray, window: int) -> np.ndarray:
+    """The cells within a window × window square (odd) of a true cell, the square cut off at the
+    map's edges: Pillow's MaxFilter(window) of the map as 0/255, the same cells, ~30× faster on
+    a 96-cell map (two passes of shifted maxima instead of a sort per window)."""
+    reach = window // 2
+    across = cells.copy()
+    for step in range(1, reach + 1):
+        np.maximum(across[:, step:], cells[:, :-step], out=across[:, step:])
+        np.maximum(across[:, :-step], cells[:, step:], out=across[:, :-step])
+    out = across.copy()
+    for step in range(1, reach + 1):
+        np.maximum(out[step:], across[:-step], out=out[step:])
+        np.maximum(out[:-step], across[step:], out=out[:-step])
+    return out
+
+
 def _label_cells(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Number the 8-connected areas of ``mask`` that hold a seed (1, 2, ...; 0 elsewhere). A
-    breadth-first fill over a flat list with a border of empty cells: no bounds checks, and
-    only the masked cells are visited — a fraction of a millisecond on a 96-cell map."""
+    """Number the 8-connected areas of ``mask`` that hold a seed (1, 2, ... in the order of their
+    first seed, row by row; 0 elsewhere). The mask's runs of cells along each row are joined to
+    the runs they touch in the row above (union-find), so the Python work is per run, not per
+    cell: a quarter of a millisecond on a 96-cell map."""
     height, width = mask.shape
-    stride = width + 2
-    padded = np.zeros((height + 2, stride), dtype=bool)
-    padded[1:-1, 1:-1] = mask
-    open_cells = padded.ravel().tolist()
-    flat_labels = [0] * len(open_cells)
-    steps = (-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1)
-    label = 0
-    for y, x in zip(*np.nonzero(seeds & mask)):
-        start = (y + 1) * stride + x + 1
-        if flat_labels[start]:
-            continue
-        label += 1
-        flat_labels[start] = label
-        queue = deque((start,))
-        while queue:
-            cell = queue.popleft()
-            for step in steps:
-                neighbour = cell + step
-                if open_cells[neighbour] and not flat_labels[neighbour]:
-                    flat_labels[neighbour] = label
-                    queue.append(neighbour)
-    return np.array(flat_labels, dtype=np.int32).reshape(height + 2, stride)[1:-1, 1:-1]
+    padded = np.zeros((height, width + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(edges == 1)            # runs, row by row: [start, end) of each
+    ends = np.nonzero(edges == -1)[1].tolist()
+    starts = starts.tolist()
+    parent = list(range(len(starts)))
+
+    def root(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
+
+    first_run = np.searchsorted(rows, np.arange(height + 1)).tolist()   # of each row
+    for y in range(1, height):
+        above, above_end = first_run[y - 1], first_run[y]
+        run, run_end = first_run[y], first_run[y + 1]
+        while above < above_end and run < run_end:
+            if starts[above] <= ends[run] and starts[run] <= ends[above]:   # overlap or a corner
+                a, b = root(above), root(run)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            if ends[above] < ends[run]:
+                above += 1
+            else:
+                run += 1
+    labels = np.zeros((height, width), dtype=np.int32)
+    if not starts:
+        return labels
+    run_of = np.full((height, width), -1, dtype=np.int64)
+    for index, (y, start, end) in enumerate(zip(rows.tolist(), starts, ends)):
+        run_of[y, start:end] = index
+    label_of = {}
+    for run in run_of[seeds & mask].tolist():        # seeds in row order: labels as they come
+        label_of.setdefault(root(run), len(label_of) + 1)
+    run_labels = np.array([label_of.get(root(index), 0) for index in range(len(starts))], dtype=np.int32)
+    return np.where(run_of >= 0, run_labels[run_of], 0).astype(np.int32)
 
 
 # --------------------------------------------------------------------------- frames

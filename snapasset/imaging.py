@@ -356,7 +356,8 @@ def render(img: Image.Image, platform: Platform, fmt: str, *, analysis: framing.
     if img.mode not in ("RGB", "RGBA"):
         img = _normalise_mode(img)
     if analysis is None:
-        analysis = framing.analyse(img)
+        miniature = miniature or miniature_of(img)
+        analysis = framing.analyse(img, reduced=miniature.image)
     out, box = _frame(img, platform, analysis, fit)
     if out.mode not in ("RGB", "RGBA"):
         out = out.convert("RGBA" if "A" in out.mode else "RGB")
@@ -437,21 +438,17 @@ def _save(img: Image.Image, fmt: str, *, quality: int | None = None, optimize: b
 
 @dataclass(frozen=True)
 class Miniature:
-    """A picture box-reduced ``factor`` times (its long side at least _MINIATURE_SIDE), from
-    which each cover frame's blurhash is taken: a 20-px blurhash thumbnail box-averaged from
-    it is the same as one box-averaged from the full-size frame, give or take a level's
-    rounding, for a fraction of the time (reading a 1080-px frame again cost 2-2.5 ms a
-    platform; the miniature costs about 1 ms a picture)."""
+    """A picture box-reduced ``factor`` times: the copy framing.analyse looks at (96 px on its
+    long side), from which each cover frame's blurhash is taken too. A 20-px blurhash thumbnail
+    box-averaged from it stands for the frame as well as one box-averaged from the full-size
+    frame (which cost 2-2.5 ms a platform to read again); the reduce is done once a picture."""
     image: Image.Image
     factor: int
 
 
-_MINIATURE_SIDE = 256
-
-
 def miniature_of(img: Image.Image) -> Miniature:
-    """The picture's Miniature (once per picture; see Miniature)."""
-    factor = max(1, max(img.size) // _MINIATURE_SIDE)
+    """The picture's Miniature (once per picture: framing.analyse(img, reduced=its image) uses it)."""
+    factor = framing.analysis_factor(img.size)
     return Miniature(img.reduce(factor) if factor > 1 else img.copy(), factor)
 
 

@@ -128,7 +128,8 @@ class InlineRenderer(Renderer):
     @contextlib.contextmanager
     def render_each(self, data, size, platforms, fmt, fit="cover"):
         source = imaging.decode(data)           # now: a bad image fails the job here, not later
-        analysis, miniature = framing.analyse(source), imaging.miniature_of(source)
+        miniature = imaging.miniature_of(source)
+        analysis = framing.analyse(source, reduced=miniature.image)
         yield (imaging.render(source, platform, fmt, analysis=analysis, fit=fit, miniature=miniature)
                for platform in platforms)
 
@@ -140,9 +141,10 @@ def _decode_and_render(encoded: str, length: int, name: str | None, platforms: S
     block `encoded`), put its pixels in the shared memory block `name` (when other processes
     render the rest of the job's platforms), and render `platforms` from the decoded picture
     itself. Answers the pixels' mode (RGB or RGBA), size, and, for the other processes, analysis
-    and miniature (imaging.miniature_of: a few hundred pixels wide); and the rendered images."""
+    and miniature (imaging.miniature_of: 96 pixels on its long side); and the rendered images."""
     source = imaging.decode(_read(encoded, length))
-    analysis, miniature = framing.analyse(source), imaging.miniature_of(source)
+    miniature = imaging.miniature_of(source)
+    analysis = framing.analyse(source, reduced=miniature.image)
     if name is None:
         return (source.mode, source.size, None, None,
                 [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms])
