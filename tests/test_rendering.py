@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from snapasset import imaging
-from snapasset.platforms import get_platform
+from snapasset.platforms import PLATFORMS as ALL_PLATFORMS, get_platform
 from tests.conftest import wait_for
 from workers.memory import MemoryBudget
 from workers.rendering import InlineRenderer, RenderPool, decoded_bytes_of
@@ -61,18 +61,61 @@ def test_the_pool_renders_what_the_job_thread_would(pool):
     assert shared_blocks() <= before                                      # the decoded pixels are gone
 
 
-def test_one_render_process_renders_the_whole_job_in_one_task_without_shared_memory():
+def test_one_render_process_renders_the_whole_job_without_sharing_its_pixels():
     data = picture(3)
     before = shared_blocks()
     renderer = RenderPool(1)
     try:
         with renderer.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
             first = next(images)
-            assert shared_blocks() <= before                 # nothing to share with another process
+            # nothing to share with another process: no block holds the decoded pixels (the
+            # encoded picture's stays until the job's last render, which may decode it again)
+            assert all((SHARED_MEMORY / name).stat().st_size <= len(data) for name in shared_blocks() - before)
             shipped = [first, *images]
     finally:
         renderer.close()
     assert [r.data for r in shipped] == [r.data for r in render(InlineRenderer(), data)]
+    assert shared_blocks() <= before and renderer.budget.held == 0
+
+
+def test_one_idle_render_process_hands_each_image_over_as_soon_as_it_is_rendered():
+    """With one render process and nothing else queued, a job's platforms are tasks of their own
+    rendered from the picture the first task decoded and kept, so the job uploads and reports
+    each image while the next renders (one task for the whole job held them all to the end)."""
+    data = picture(8, size=(1536, 1024))
+    platforms = list(ALL_PLATFORMS.values())
+    renderer = RenderPool(1)
+    queued, submit_all = [], renderer.submit_all
+
+    def spy(tasks):
+        pool, futures = submit_all(tasks)
+        queued.append(futures)
+        return pool, futures
+
+    renderer.submit_all = spy
+    try:
+        with renderer.render_each(data, imaging.probe(data), platforms, "jpeg") as images:
+            first = next(images)
+            assert len(queued) == 1 and len(queued[0]) == len(platforms)     # one task a platform, queued together
+            assert not queued[0][-1].done()                                   # the last is still to render
+            shipped = [first, *images]
+    finally:
+        renderer.close()
+    assert [r.data for r in shipped] == [r.data for r in render(InlineRenderer(), data, platforms)]
+    assert renderer.budget.held == 0
+
+
+def test_a_stopped_job_of_one_render_process_gives_back_its_place():
+    before = shared_blocks()
+    data = picture(9)
+    renderer = RenderPool(1)
+    try:
+        with renderer.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
+            next(images)
+        wait_for(lambda: renderer.budget.held == 0 and shared_blocks() <= before, timeout=30)
+        assert len(render(renderer, picture(10))) == len(PLATFORMS)           # and the next job renders
+    finally:
+        renderer.close()
 
 
 def test_the_picture_reaches_the_render_process_through_shared_memory_not_the_pools_pipe():
@@ -82,13 +125,13 @@ def test_the_picture_reaches_the_render_process_through_shared_memory_not_the_po
     data = picture(5, size=(1200, 800))
     before = shared_blocks()
     renderer = RenderPool(1)
-    sent, submit_each = [], renderer.submit_each
+    sent, submit_all = [], renderer.submit_all
 
-    def spy(fn, calls):
-        sent.append(len(pickle.dumps(calls)))
-        return submit_each(fn, calls)
+    def spy(tasks):
+        sent.extend(len(pickle.dumps(args)) for _fn, args in tasks)
+        return submit_all(tasks)
 
-    renderer.submit_each = spy
+    renderer.submit_all = spy
     try:
         with renderer.render_each(data, imaging.probe(data), PLATFORMS, "jpeg") as images:
             shipped = list(images)

@@ -135,22 +135,52 @@ class InlineRenderer(Renderer):
 
 
 def _decode_and_render(encoded: str, length: int, name: str | None, platforms: Sequence[Platform], fmt: str,
-                       fit: str) -> tuple[str, tuple[int, int], framing.Analysis | None, imaging.Miniature | None,
-                                          list[RenderedImage]]:
+                       fit: str, keep: bool = False) -> tuple[str, tuple[int, int], framing.Analysis | None,
+                                                              imaging.Miniature | None, list[RenderedImage]]:
     """In a render process: decode the picture (its `length` encoded bytes in the shared memory
     block `encoded`), put its pixels in the shared memory block `name` (when other processes
     render the rest of the job's platforms), and render `platforms` from the decoded picture
-    itself. Answers the pixels' mode (RGB or RGBA), size, and, for the other processes, analysis
-    and miniature (imaging.miniature_of: 96 pixels on its long side); and the rendered images."""
+    itself; with `keep`, keep the decoded picture for the job's next tasks (_render_kept).
+    Answers the pixels' mode (RGB or RGBA), size, and, for the other processes, analysis and
+    miniature (imaging.miniature_of: 96 pixels on its long side); and the rendered images."""
+    _kept.clear()
     source = imaging.decode(_read(encoded, length))
     miniature = imaging.miniature_of(source)
     analysis = framing.analyse(source, reduced=miniature.image)
+    if keep:
+        images = [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms]
+        _kept[encoded] = (source, analysis, miniature)
+        return source.mode, source.size, None, None, images
     if name is None:
         return (source.mode, source.size, None, None,
                 [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms])
     _share(source, name)
     return (source.mode, source.size, analysis, miniature,
             [imaging.render(source, p, fmt, analysis=analysis, fit=fit, miniature=miniature) for p in platforms])
+
+
+# The picture a render process decoded for the job whose next tasks it runs (RenderPool with one
+# process: a job's platforms are tasks of their own, so that each image goes back to the job as
+# soon as it is rendered; the process that decoded the picture renders them all). At most one
+# picture, by the name of its encoded bytes' block; any other task drops it.
+_kept: dict[str, tuple[Image.Image, framing.Analysis, imaging.Miniature]] = {}
+
+
+def _render_kept(encoded: str, length: int, platform: Platform, fmt: str, fit: str, last: bool) -> RenderedImage:
+    """In a render process: one platform's image from the picture this process kept for its job
+    (decoded again from `encoded` if it is not here: another task came in between); the job's
+    last task lets it go."""
+    kept = _kept.pop(encoded, None)
+    _kept.clear()
+    if kept is None:
+        source = imaging.decode(_read(encoded, length))
+        miniature = imaging.miniature_of(source)
+        kept = source, framing.analyse(source, reduced=miniature.image), miniature
+    source, analysis, miniature = kept
+    image = imaging.render(source, platform, fmt, analysis=analysis, fit=fit, miniature=miniature)
+    if not last:
+        _kept[encoded] = kept
+    return image
 
 
 def _read(name: str, length: int) -> bytes:
@@ -181,6 +211,7 @@ def _render_shared(name: str, mode: str, size: tuple[int, int], analysis: framin
     """In a render process: one platform's image from the decoded pixels in shared memory. The
     pixels are copied out first (Pillow resizes its own RGB layout faster than a mapped RGBX one,
     and the copy lives only as long as this task)."""
+    _kept.clear()
     block = SharedMemory(name)
     try:
         with block.buf[:size[0] * size[1] * Image.getmodebands(mode)] as pixels:
@@ -235,6 +266,7 @@ class RenderPool(Renderer):
         self.processes = processes
         self.budget = budget or MemoryBudget(2**63)
         self._lock = threading.Lock()
+        self._submitting = threading.Lock()
         self._pending = 0        # tasks submitted and not yet finished, across all jobs
         self._pool = self._start()
 
@@ -266,8 +298,14 @@ class RenderPool(Renderer):
 
     def submit_each(self, fn: Callable, calls: Sequence[tuple]) -> tuple[ProcessPoolExecutor, list[Future]]:
         """fn(*args) in the render processes for each args in calls; answers the pool they went to."""
-        pool = self._pool
-        futures = [pool.submit(fn, *args) for args in calls]
+        return self.submit_all([(fn, args) for args in calls])
+
+    def submit_all(self, tasks: Sequence[tuple[Callable, tuple]]) -> tuple[ProcessPoolExecutor, list[Future]]:
+        """fn(*args) for each (fn, args), queued one after another with no other job's task in
+        between (one render process runs them in that order); answers the pool they went to."""
+        with self._submitting:
+            pool = self._pool
+            futures = [pool.submit(fn, *args) for fn, args in tasks]
         with self._lock:
             self._pending += len(futures)
         for future in futures:
@@ -320,6 +358,13 @@ class _SharedRendering:
         # the whole job in one task, the cheapest way); else none, and every platform is a task
         # of its own reading the shared pixels, so one job's platforms render on every core
         self._own = len(platforms) if renderer.processes == 1 or renderer.busy else 0
+        # except with one render process and nothing else for it to do: the decoding task renders
+        # the first platform and keeps the decoded picture, the others are tasks of their own
+        # (queued at once) rendered from it, so each image reaches the job as soon as it is
+        # rendered, and is uploaded and reported while the next renders
+        self._kept = renderer.processes == 1 and not renderer.busy and len(platforms) > 1
+        if self._kept:
+            self._own = 1
         self._held = len(data) + self._pixels
         self._grant: Future | None = None
         self._spilled = None
@@ -354,14 +399,24 @@ class _SharedRendering:
             self._source = SharedMemory(create=True, size=max(1, self._encoded))
             self._source.buf[:self._encoded] = self._data
             self._data = None
-        if self._block is None and len(self.platforms) > self._own:
+        if self._block is None and len(self.platforms) > self._own and not self._kept:
             self._block = SharedMemory(create=True, size=max(1, self._pixels))
         name = self._block.name if self._block is not None else None
-        self._pool, (self._decoding,) = self.renderer.submit_each(
-            _decode_and_render, [(self._source.name, self._encoded, name, self.platforms[:self._own], self.fmt,
-                                  self.fit)])
+        decoding = (_decode_and_render, (self._source.name, self._encoded, name, self.platforms[:self._own], self.fmt,
+                                         self.fit, self._kept))
+        kept = [(_render_kept, args) for args in self._kept_calls(self.platforms[self._own:])] if self._kept else []
+        self._pool, (self._decoding, *futures) = self.renderer.submit_all([decoding, *kept])
+        if self._kept:
+            self._futures = futures
+
+    def _kept_calls(self, platforms: Sequence[Platform]) -> list[tuple]:
+        return [(self._source.name, self._encoded, platform, self.fmt, self.fit, platform is self.platforms[-1])
+                for platform in platforms]
 
     def _submit(self, platforms: Sequence[Platform]) -> list[Future]:
+        if self._kept:
+            self._pool, futures = self.renderer.submit_each(_render_kept, self._kept_calls(platforms))
+            return futures
         mode, size, analysis, miniature = self._decoded
         self._pool, futures = self.renderer.submit_each(
             _render_shared, [(self._block.name, mode, size, analysis, miniature, platform, self.fmt, self.fit)
@@ -382,18 +437,21 @@ class _SharedRendering:
             self.renderer.replace(self._pool)
             self._decode()
             *self._decoded, own = wait(self._decoding)
-        self._release_source()                 # decoded: the encoded bytes are not needed again
         rest = self.platforms[self._own:]
-        self._futures = self._submit(rest) if rest else []
+        if not self._kept:                   # (kept: the next tasks may decode it again, see _render_kept)
+            self._release_source()           # decoded: the encoded bytes are not needed again
+            self._futures = self._submit(rest) if rest else []
         yield from own
         for index in range(len(rest)):
             try:
                 yield wait(self._futures[index])
             except BrokenProcessPool:
-                # a new pool, and once more; the decoded pixels are still in shared memory
+                # a new pool, and once more; the decoded pixels are still in shared memory (or,
+                # kept, the encoded bytes: the new process decodes them again)
                 self.renderer.replace(self._pool)
                 self._futures[index:] = self._submit(rest[index:])
                 yield wait(self._futures[index])
+        self._release_source()               # (kept: every task has read what it needed)
 
     def __exit__(self, *exc_info) -> None:
         if self._spilled is not None:
