@@ -143,6 +143,31 @@ def test_the_picture_reaches_the_render_process_through_shared_memory_not_the_po
     assert renderer.budget.held == 0
 
 
+def test_the_encoded_picture_goes_into_shared_memory_whole_either_way():
+    """Written to the block's file (POSIX) or, where a block has none, copied into its mapping."""
+    from multiprocessing.shared_memory import SharedMemory
+
+    from workers.rendering import _read, _write
+
+    data = os.urandom(3_000_001)
+    block = SharedMemory(create=True, size=len(data))
+    try:
+        _write(block, data)
+        assert _read(block.name, len(data)) == data
+
+        class Mapped:                       # a block with no file of its own
+            def __init__(self):
+                self.buf = block.buf
+
+        mapped = Mapped()
+        _write(mapped, data[::-1])
+        del mapped
+        assert _read(block.name, len(data)) == data[::-1]
+    finally:
+        block.close()
+        block.unlink()
+
+
 def test_a_picture_that_fails_to_decode_in_the_render_process_leaves_nothing_behind(pool):
     data = picture(6)
     truncated = data[:len(data) // 2]                 # its header is whole: probe lets it through

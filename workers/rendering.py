@@ -14,7 +14,8 @@ Memory: the model's answer is read once the budget has room for what the read ho
 (Arrivals), the picture's header is checked before anything is decoded (pipeline), its bytes
 and decoded pixels are counted against the worker's MemoryBudget (workers/memory.py) for as
 long as the job holds them, and a picture that finds no room waits in a temporary file, not
-in memory. Render processes keep nothing between tasks.
+in memory. Render processes keep nothing between tasks, but one render process keeps the
+picture whose platforms it renders one task each (_kept) until the last of them or any other task.
 """
 
 from __future__ import annotations
@@ -181,6 +182,16 @@ def _render_kept(encoded: str, length: int, platform: Platform, fmt: str, fit: s
     if not last:
         _kept[encoded] = kept
     return image
+
+
+def _write(block: SharedMemory, data: bytes) -> None:
+    """data at the start of a new block: a write to its file where there is one (POSIX), which
+    lets go of the GIL and costs half the page faults of a copy into the mapping (1.4 against
+    2.7-3.2 ms for 3 MB)."""
+    fd = getattr(block, "_fd", -1)
+    written = os.pwrite(fd, data, 0) if fd >= 0 else 0
+    if written < len(data):
+        block.buf[written:len(data)] = memoryview(data)[written:]
 
 
 def _read(name: str, length: int) -> bytes:
@@ -397,7 +408,7 @@ class _SharedRendering:
             # feeder thread as the GIL lets it, and the render process waited ~7 ms a task for
             # its 3 MB (once every render process is busy, that is render time lost)
             self._source = SharedMemory(create=True, size=max(1, self._encoded))
-            self._source.buf[:self._encoded] = self._data
+            _write(self._source, self._data)
             self._data = None
         if self._block is None and len(self.platforms) > self._own and not self._kept:
             self._block = SharedMemory(create=True, size=max(1, self._pixels))
