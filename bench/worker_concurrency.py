@@ -43,8 +43,25 @@ from snapasset.processes import stop_processes  # noqa: E402
 
 # --------------------------------------------------------------------------- measuring
 
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def shared_blocks() -> dict[str, int]:
+    """Python's shared memory blocks (psm_*) on this machine, and the memory each holds."""
+    blocks = {}
+    for path in SHARED_MEMORY.glob("psm_*"):
+        try:
+            blocks[path.name] = path.stat().st_blocks * 512
+        except FileNotFoundError:
+            pass
+    return blocks
+
+
 class MemoryProbe(threading.Thread):
-    """Peak RSS (and PSS) of a process and all its descendants, sampled every 50 ms."""
+    """Peak RSS (and PSS) of a process and all its descendants, sampled every 50 ms; and the
+    shared memory blocks that appeared meanwhile (the worker hands pictures and decoded pixels
+    to its render processes in them: a block no process maps is in no process's RSS, so
+    `peak_total` is the peak of RSS + blocks, an upper bound: a mapped block counts twice)."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -53,6 +70,8 @@ class MemoryProbe(threading.Thread):
         self.peak_rss = self.peak_pss = 0
         self.peak_processes = 0
         self.peak_main = 0          # the worker's own process (the job threads), apart from its children
+        self.peak_shared = self.peak_total = 0
+        self._before = set(shared_blocks()) if SHARED_MEMORY.is_dir() else set()
         self._done = threading.Event()
 
     def run(self):
@@ -72,6 +91,9 @@ class MemoryProbe(threading.Thread):
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             self.peak_rss = max(self.peak_rss, rss)
+            shared = sum(size for name, size in shared_blocks().items() if name not in self._before)
+            self.peak_shared = max(self.peak_shared, shared)
+            self.peak_total = max(self.peak_total, rss + shared)
             try:
                 self.peak_main = max(self.peak_main, self.root.memory_info().rss)
             except psutil.NoSuchProcess:
@@ -167,7 +189,8 @@ def run_jobs(stack: Stack, command: list[str], env: dict, count: int, platforms:
         stop_processes(proc, timeout=30)
         log.close()
     return {"makespan": ended - submitted, "failed": failed, "peak_rss": probe.peak_rss, "peak_main": probe.peak_main,
-            "peak_pss": probe.peak_pss, "processes": probe.peak_processes}
+            "peak_pss": probe.peak_pss, "processes": probe.peak_processes, "peak_shared": probe.peak_shared,
+            "peak_total": probe.peak_total}
 
 
 def mb(value: int) -> str:
@@ -179,7 +202,9 @@ def report(name: str, result: dict, count: int, latency: float) -> None:
     print(f"  {name:<34} makespan {makespan:6.1f} s   effective concurrency "
           f"{count * latency / makespan:5.1f}   {count / makespan * 60:6.1f} jobs/min   "
           f"peak RSS {mb(result['peak_rss'])} (PSS {mb(result['peak_pss'])}, "
-          f"{result['processes']} processes; main process {mb(result['peak_main'])})" + (f"   FAILED {result['failed']}" if result["failed"] else ""))
+          f"{result['processes']} processes; main process {mb(result['peak_main'])}; shared memory blocks "
+          f"{mb(result['peak_shared'])}, RSS + blocks {mb(result['peak_total'])})"
+          + (f"   FAILED {result['failed']}" if result["failed"] else ""))
 
 
 # --------------------------------------------------------------------------- render pool alone
