@@ -266,8 +266,10 @@ def test_after_the_replay_window_the_record_answers_and_only_the_record_stays(
     client = make_app(events_ttl=1).test_client()
     auth = {"Authorization": f"Bearer {make_token(user)}"}
     created = create_job(client, auth)
+    live = Follower(client, stream_path(created))   # the ids as they happen: the history lasts 1 s
+    live.wait_until(lambda ms: ms)
     build_worker(bootstrap(short, redis=redis_handle), InProcessWorker).work(burst=True)
-    last_id = stream_events(redis_handle.client, created["jobId"])[-1][0]
+    last_id = live.join()[-1]["_id"]
     conn = redis_handle.client
     wait_for(lambda: not conn.exists(keys.job_events(created["jobId"]), keys.user_events(user)), timeout=10)
     left = sorted(k.decode() for k in conn.keys(f"*{created['jobId']}*"))
