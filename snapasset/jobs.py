@@ -15,9 +15,10 @@ Two invariants are kept atomically, by Redis itself rather than by locks:
   Nothing outside this module (no worker hook) has to maintain it. The job-creation quota is
   tested and counted by that script too.
 * **Idempotency.** A key is first claimed as *pending* (SET NX, short TTL); the job's enqueue and
-  the switch to *committed* (24 h TTL) are one admission script. A second identical request that finds the
-  claim pending waits for the outcome: committed → it answers with that job; released (the first
-  request failed) → it claims the key itself. Exactly one job is ever enqueued per key.
+  the switch to *committed* (24 h TTL) run in the one admission script. A second identical
+  request that finds the claim pending waits for the outcome: committed → it answers with that
+  job; released (the first request failed) → it claims the key itself. Exactly one job is ever
+  enqueued per key.
 """
 
 from __future__ import annotations
