@@ -307,10 +307,10 @@ def redis_server(tmp_path):
 
 
 @contextmanager
-def running_web(settings: Settings, log_path: Path, extra_env: dict | None = None):
-    """The web process exactly as the Procfile runs it (gunicorn + gevent, one worker) on a free
-    port, with these settings (plus `extra_env`); yields (base URL, the settings it runs with)
-    once it answers."""
+def running_web(settings: Settings, log_path: Path, extra_env: dict | None = None, workers: int = 1):
+    """The web process exactly as the Procfile runs it (gunicorn + gevent, one worker unless
+    told) on a free port, with these settings (plus `extra_env`); yields (base URL, the settings
+    it runs with) once it answers."""
     import requests
 
     from snapasset.cli import web_command
@@ -319,7 +319,7 @@ def running_web(settings: Settings, log_path: Path, extra_env: dict | None = Non
     base = f"http://127.0.0.1:{port}"
     web_settings = settings.replace(public_url=base)
     log = open(log_path, "wb")
-    proc = subprocess.Popen(web_command(web_settings, workers=1, bind=f"127.0.0.1:{port}"),
+    proc = subprocess.Popen(web_command(web_settings, workers=workers, bind=f"127.0.0.1:{port}"),
                             env={**settings_env(web_settings), **(extra_env or {})}, cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
 
