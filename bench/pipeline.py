@@ -61,8 +61,8 @@ def floor(data: bytes, out_dir: Path, fmt: str) -> None:
         # measures the pipeline's overhead and not a different resize
         image = source.resize((p.width, p.height), Image.LANCZOS, box=(left, top, left + cw, top + ch),
                               reducing_gap=3.0)
-        # and the same encoder settings (progressive, optimised JPEG)
-        extra = {"optimize": True, "progressive": True} if fmt == "jpeg" else {}
+        # and the same encoder settings (optimised JPEG)
+        extra = {"optimize": True} if fmt == "jpeg" else {}
         image.save(out_dir / f"{platform_id}.{fmt}", PIL_FORMAT[fmt], quality=88, **extra)
 
 
