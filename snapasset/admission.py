@@ -18,15 +18,22 @@ made them, in one round trip:
 4. then the recorded writes run, the job joins the active set, the allowance is counted and an
    Idempotency-Key claim, if any, is committed.
 
+Read-only commands may ride along (`reads`): they are sent in the same round trip, right after
+the script, and answered whatever it decided — a create reads the wait estimate and the rate
+limits' windows for its headers that way, instead of in two more round trips.
+
 A refusal writes nothing. Scripts here read keys they are not given (the members' job hashes),
 which a single Redis allows and Redis Cluster does not; SnapAsset runs on a single Redis.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
+from redis.exceptions import NoScriptError
 
 __all__ = ["Admission", "Refused", "admit", "recorded_commands"]
 
@@ -80,6 +87,7 @@ if quota_amount > 0 then
 end
 return {'ok', spent}
 """
+_ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,25 +123,39 @@ def recorded_commands(pipe: redis.client.Pipeline) -> list[tuple]:
     return [args for args, _options in pipe.command_stack]
 
 
-def admit(conn: redis.Redis, admission: Admission, commands: list[tuple]) -> int | Refused:
-    """Check and admit in one script; the allowance's count after taking one unit (0 when
-    there is no allowance), or why not (nothing written)."""
+def admit(conn: redis.Redis, admission: Admission, commands: list[tuple],
+          reads: Sequence[tuple] = ()) -> tuple[int | Refused, list]:
+    """Check and admit in one script: the allowance's count after taking one unit (0 when
+    there is no allowance), or why not (nothing written); and the replies to `reads`, each a
+    read-only command (name, *args) run right after the script in the same round trip."""
     flat: list = []
     for command in commands:
         flat.append(len(command))
         flat.extend(command)
     commit_key, commit_value, commit_ttl = admission.commit or ("", "", 0)
-    reply = conn.register_script(_ADMIT)(   # EVALSHA; loaded again if Redis lost it
-        keys=[admission.active_key, admission.quota_key or admission.active_key,
-              admission.job_hash_prefix + admission.job_id],
-        args=[admission.job_hash_prefix, admission.status_field, admission.job_id,
-              ",".join(sorted(admission.live_statuses)),
-              -1 if admission.max_active is None else admission.max_active, admission.active_ttl,
-              admission.quota_amount if admission.quota_key else 0, admission.quota_expiry,
-              ",".join(sorted(admission.required_statuses)), commit_key, commit_value, commit_ttl,
-              *flat])
-    outcome, value = reply[0].decode(), reply[1]
+    keys = [admission.active_key, admission.quota_key or admission.active_key,
+            admission.job_hash_prefix + admission.job_id]
+    args = [admission.job_hash_prefix, admission.status_field, admission.job_id,
+            ",".join(sorted(admission.live_statuses)),
+            -1 if admission.max_active is None else admission.max_active, admission.active_ttl,
+            admission.quota_amount if admission.quota_key else 0, admission.quota_expiry,
+            ",".join(sorted(admission.required_statuses)), commit_key, commit_value, commit_ttl, *flat]
+    replies = _run(conn, keys, args, reads)
+    if isinstance(replies[0], NoScriptError):   # a new or restarted Redis: nothing ran, reads are reads
+        conn.script_load(_ADMIT)
+        replies = _run(conn, keys, args, reads)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    outcome, value = replies[0][0].decode(), replies[0][1]
     if outcome == "ok":
-        return int(value)
-    return Refused(outcome, value.decode() if isinstance(value, bytes) else value)
+        return int(value), replies[1:]
+    return Refused(outcome, value.decode() if isinstance(value, bytes) else value), replies[1:]
 
+
+def _run(conn: redis.Redis, keys: list, args: list, reads: Sequence[tuple]) -> list:
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.evalsha(_ADMIT_SHA, len(keys), *keys, *args)
+        for command in reads:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)

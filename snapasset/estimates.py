@@ -19,7 +19,7 @@ from rq import Queue
 
 from snapasset import rqcompat
 
-__all__ = ["Estimate", "estimate", "RECENT_JOBS"]
+__all__ = ["Estimate", "estimate", "estimate_command", "estimate_of", "RECENT_JOBS"]
 
 RECENT_JOBS = 20
 
@@ -43,7 +43,16 @@ class Estimate:
 def estimate(conn: redis.Redis, lanes: Iterable[Queue], normal: Queue, *, concurrency: int) -> Estimate:
     """The median run time of the last jobs finished on the `normal` lane, once per round of
     `concurrency` jobs waiting ahead in all `lanes`: read in one round trip."""
-    waiting, runs = rqcompat.waiting_and_recent_runs(conn, lanes, normal, RECENT_JOBS)
+    return estimate_of(conn.execute_command(*estimate_command(lanes, normal)), concurrency=concurrency)
+
+
+def estimate_command(lanes: Iterable[Queue], normal: Queue) -> tuple:
+    """What estimate() reads, as one read-only command to send with others; estimate_of() its reply."""
+    return rqcompat.waiting_and_recent_runs_command(lanes, normal, RECENT_JOBS)
+
+
+def estimate_of(reply: list, *, concurrency: int) -> Estimate:
+    waiting, runs = rqcompat.waiting_and_recent_runs_of(reply)
     if not runs:
         return Estimate(seconds=None, sample=0)
     rounds = 1 + waiting // max(1, concurrency)

@@ -27,6 +27,7 @@ import re
 import secrets
 import string
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,7 +44,7 @@ from snapasset.config import Env, Settings
 from snapasset.errors import (
     IdempotencyConflict, JobLimitExceeded, JobNotCancellable, JobNotDeletable, JobNotFound, JobNotRetryable,
 )
-from snapasset.estimates import Estimate, estimate
+from snapasset.estimates import Estimate, estimate, estimate_command, estimate_of
 from snapasset.jobrecord import Status, api_status, status_of
 from snapasset.schema import JobRequest, Priority
 
@@ -123,10 +124,14 @@ class Quota(Protocol):
     amount: int
     expiry: int
 
-    def refused(self, used: int) -> Exception:
+    def reads(self) -> list[tuple]:
+        """Read-only commands to answer in the admission's round trip (the limits' windows its
+        answer shows); their replies come back to refused() or taken()."""
+
+    def refused(self, used: int, replies: list) -> Exception:
         """The error (the API's 429) that says the allowance is spent."""
 
-    def taken(self, used: int) -> None:
+    def taken(self, used: int, replies: list) -> None:
         """One unit was taken: `used` units are now spent in this window."""
 
 
@@ -135,6 +140,7 @@ class Created:
     job_id: str
     status: str        # the job's API status ("queued" for a new job)
     created: bool      # False when an Idempotency-Key replayed an earlier job
+    estimate: Estimate | None = None   # how long a new job should take, read as it was admitted
 
 
 class JobService:
@@ -229,14 +235,16 @@ class JobService:
             if replay is not None:
                 return Created(replay, self._status_or_waiting(replay), created=False)
         try:
-            self._admit(user_id, job_id,
-                        lambda pipe: self._enqueue(pipe, job_id, user_id, request, reference_keys),
-                        quota=quota, commit=(claim, f"{job_id}|{fingerprint}") if claim else None)
+            estimated = self._admit(user_id, job_id,
+                                    lambda pipe: self._enqueue(pipe, job_id, user_id, request, reference_keys),
+                                    quota=quota, commit=(claim, f"{job_id}|{fingerprint}") if claim else None,
+                                    reads=[estimate_command(self.lanes, self._normal_lane)])
         except BaseException:
             if claim:
                 self._release_claim(claim, f"{job_id}|{fingerprint}")
             raise
-        return Created(job_id, "queued", created=True)
+        return Created(job_id, "queued", created=True,
+                       estimate=estimate_of(estimated[0], concurrency=self.settings.worker_concurrency))
 
     def _enqueue(self, pipe, job_id: str, user_id: str, request: JobRequest,
                  reference_keys: dict[str, str] | None) -> None:
@@ -260,7 +268,7 @@ class JobService:
 
     def _admit(self, user_id: str, job_id: str, write, *, quota: Quota | None = None,
                retryable: frozenset[str] = frozenset(), commit: tuple[str, str] | None = None,
-               enforce_limit: bool = True) -> None:
+               enforce_limit: bool = True, reads: Sequence[tuple] = ()) -> list:
         """Run the writes of `write(pipe)` together with taking one of the user's unfinished-job
         slots, in one script (snapasset.admission): nothing is written when it refuses.
 
@@ -269,13 +277,15 @@ class JobService:
         `quota.refused()` when the quota is spent (a unit is taken when admitted), and with
         JobNotRetryable when `retryable` is given and the job's RQ status is no longer one of them.
         `commit` = (idempotency key, value) marks that claim committed in the same script.
+        Answers the replies to `reads`, read-only commands sent in the same round trip.
         """
         with self.conn.pipeline() as pipe:   # records the writes, never executed
             pipe.multi()                     # as RQ expects of a pipeline it is given
             write(pipe)
             commands = admission.recorded_commands(pipe)
         prefix, field = rqcompat.status_location()
-        outcome = admission.admit(self.conn, admission.Admission(
+        quota_reads = quota.reads() if quota is not None else []
+        outcome, replies = admission.admit(self.conn, admission.Admission(
             job_id=job_id, active_key=keys.user_active_jobs(user_id), job_hash_prefix=prefix,
             status_field=field, live_statuses=_LIVE_RQ, active_ttl=self.settings.job_ttl,
             max_active=self.settings.max_active_jobs if enforce_limit else None,
@@ -284,15 +294,17 @@ class JobService:
             quota_expiry=quota.expiry if quota is not None else 0,
             required_statuses=retryable,
             commit=(commit[0], f"{commit[1]}|{_COMMITTED}", IDEMPOTENCY_TTL) if commit else None,
-        ), commands)
+        ), commands, [*quota_reads, *reads])
+        quota_replies, replies = replies[:len(quota_reads)], replies[len(quota_reads):]
         if isinstance(outcome, admission.Refused):
-            raise self._refusal(outcome, quota)
+            raise self._refusal(outcome, quota, quota_replies)
         if quota is not None:
-            quota.taken(outcome)
+            quota.taken(outcome, quota_replies)
+        return replies
 
-    def _refusal(self, refused: admission.Refused, quota: Quota | None) -> Exception:
+    def _refusal(self, refused: admission.Refused, quota: Quota | None, quota_replies: list) -> Exception:
         if refused.what == "quota":
-            return quota.refused(int(refused.value))
+            return quota.refused(int(refused.value), quota_replies)
         if refused.what == "status":
             if refused.value is None:
                 return JobNotFound()
@@ -347,8 +359,11 @@ class JobService:
     def estimate(self) -> Estimate:
         """How long a job created now should take: recent jobs' run times (on the normal lane),
         and the jobs waiting in every lane."""
-        return estimate(self.conn, self.lanes, self.lanes[Priority.ORDER.index(Priority.NORMAL)],
-                        concurrency=self.settings.worker_concurrency)
+        return estimate(self.conn, self.lanes, self._normal_lane, concurrency=self.settings.worker_concurrency)
+
+    @property
+    def _normal_lane(self) -> Queue:
+        return self.lanes[Priority.ORDER.index(Priority.NORMAL)]
 
     # -- retry and cancel ---------------------------------------------------------
     def retry(self, job_id: str, user_id: str | None, *, enforce_limit: bool = True) -> None:

@@ -30,7 +30,8 @@ from rq.utils import now, parse_composite_key, utcparse
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-__all__ = ["PromptScheduler", "stored_status", "waiting_and_recent_runs", "save_meta", "job_result", "delete_result",
+__all__ = ["PromptScheduler", "stored_status", "waiting_and_recent_runs", "waiting_and_recent_runs_command",
+           "waiting_and_recent_runs_of", "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
            "register_again", "is_registered", "CompatWorker", "registered_worker_keys", "worker_executions_key",
            "execution_job_id", "WORKER_KEY_PREFIX", "status_location"]
@@ -77,14 +78,23 @@ def waiting_and_recent_runs(conn: redis.Redis, lanes: Iterable[Queue], finished:
                             sample: int) -> tuple[int, list[float]]:
     """The jobs waiting in `lanes`, and how long each of the last `sample` jobs that finished
     on `finished` ran (started → ended; jobs gone meanwhile are left out), in one round trip,
-    without loading any result.
+    without loading any result."""
+    return waiting_and_recent_runs_of(conn.execute_command(*waiting_and_recent_runs_command(lanes, finished, sample)))
+
+
+def waiting_and_recent_runs_command(lanes: Iterable[Queue], finished: Queue, sample: int) -> tuple:
+    """waiting_and_recent_runs() as one read-only command, to send with others
+    (snapasset.admission's reads); waiting_and_recent_runs_of() reads its reply.
 
     Relies on: the finished registry's sorted set scoring each job by its expiry (for one result
     TTL, the order they finished in); RQ storing `started_at` and `ended_at` as fields of the
     job hash, as utcformat; the job hash key being Job.key_for(id)."""
     lane_keys = [lane.key for lane in lanes]
-    reply = conn.eval(_WAITING_AND_RECENT_RUNS, 1 + len(lane_keys), finished.finished_job_registry.key,
-                      *lane_keys, Job.key_for(""), sample, _STARTED_FIELD, _ENDED_FIELD)
+    return ("EVAL", _WAITING_AND_RECENT_RUNS, 1 + len(lane_keys), finished.finished_job_registry.key,
+            *lane_keys, Job.key_for(""), sample, _STARTED_FIELD, _ENDED_FIELD)
+
+
+def waiting_and_recent_runs_of(reply: list) -> tuple[int, list[float]]:
     runs = [(utcparse(ended.decode()) - utcparse(started.decode())).total_seconds()
             for started, ended in zip(reply[1::2], reply[2::2]) if started and ended]
     return int(reply[0]), runs

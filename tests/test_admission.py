@@ -34,7 +34,7 @@ def test_admitted_writes_run_in_order_and_the_quota_is_counted(redis_handle):
     target, quota = f"test:target:{uuid.uuid4().hex}", f"test:quota:{uuid.uuid4().hex}"
     adm = _admission(quota_key=quota, quota_amount=3, quota_expiry=600,
                      commit=(target + ":claim", "job|fp|committed", 60))
-    assert admission.admit(conn, adm, _writes(conn, target)) == 1
+    assert admission.admit(conn, adm, _writes(conn, target))[0] == 1
     assert conn.hgetall(target) == {b"written": b"yes", b"n": b"3"}
     assert conn.lrange(target + ":list", 0, -1) == [b"a", b"b"]
     assert 0 < conn.ttl(target) <= 60
@@ -48,7 +48,7 @@ def test_a_spent_quota_refuses_and_writes_nothing(redis_handle):
     target, quota = f"test:target:{uuid.uuid4().hex}", f"test:quota:{uuid.uuid4().hex}"
     conn.set(quota, 3, ex=600)
     adm = _admission(quota_key=quota, quota_amount=3, quota_expiry=600)
-    assert admission.admit(conn, adm, _writes(conn, target)) == admission.Refused("quota", 3)
+    assert admission.admit(conn, adm, _writes(conn, target))[0] == admission.Refused("quota", 3)
     assert not conn.exists(target, target + ":list", adm.active_key)
     assert conn.get(quota) == b"3"
 
@@ -63,11 +63,11 @@ def test_unfinished_jobs_are_counted_from_their_stored_status_and_finished_ones_
         conn.hset(prefix + job_id, field, status)
         conn.sadd(adm.active_key, job_id)
     target = f"test:target:{uuid.uuid4().hex}"
-    assert admission.admit(conn, adm, _writes(conn, target)) == admission.Refused("active", 2)
+    assert admission.admit(conn, adm, _writes(conn, target))[0] == admission.Refused("active", 2)
     assert not conn.exists(target)
     assert len(conn.smembers(adm.active_key)) == 3         # a refusal prunes nothing either
     conn.hset(prefix + running[1], field, "failed")          # one of them ends
-    assert admission.admit(conn, adm, _writes(conn, target)) == 0
+    assert admission.admit(conn, adm, _writes(conn, target))[0] == 0
     assert conn.smembers(adm.active_key) == {running[0].encode(), adm.job_id.encode()}
     assert conn.exists(target)
 
@@ -81,7 +81,33 @@ def test_a_retry_is_refused_when_the_job_changed_status_after_the_caller_looked(
     target = f"test:target:{uuid.uuid4().hex}"
     commands = _writes(conn, target)
     conn.hset(prefix + adm.job_id, field, "queued")
-    assert admission.admit(conn, adm, commands) == admission.Refused("status", "queued")
+    assert admission.admit(conn, adm, commands)[0] == admission.Refused("status", "queued")
     assert not conn.exists(target, adm.active_key)
     conn.delete(prefix + adm.job_id)                          # deleted meanwhile
-    assert admission.admit(conn, adm, commands) == admission.Refused("status", None)
+    assert admission.admit(conn, adm, commands)[0] == admission.Refused("status", None)
+
+
+def test_a_redis_that_lost_its_scripts_still_admits_and_answers_with_the_estimate_and_headers(
+        make_app, make_token, redis_server):
+    """A create runs the admission script by its hash, with the estimate and the limits' windows
+    read in the same round trip; a Redis that restarted (or flushed its scripts) knows no hash,
+    so the script is loaded and the whole round trip sent again — once, with nothing written
+    twice."""
+    import redis as redis_lib
+
+    from snapasset.connections import RedisHandle
+
+    server = redis_server()
+    handle = RedisHandle(client=redis_lib.Redis.from_url(server.url), url=server.url)
+    client = make_app(redis=handle, job_rate_limit="5 per hour", rate_limit="100 per minute").test_client()
+    auth = {"Authorization": f"Bearer {make_token('script-user')}"}
+    job = {"prompt": "A lighthouse on a rocky coast at sunset", "platforms": ["twitter-post"]}
+    for expected_remaining in (4, 3):
+        handle.client.script_flush()
+        created = client.post("/api/jobs", json=job, headers=auth)
+        assert created.status_code == 201, created.get_json()
+        assert created.headers["X-RateLimit-Limit"] == "5"          # the allowance is nearest to running out
+        assert created.headers["X-RateLimit-Remaining"] == str(expected_remaining)
+        assert created.get_json()["estimatedTime"] == "unknown (no job has finished yet)"
+    waiting = sum(handle.client.llen(key) for key in handle.client.keys("rq:queue:*"))
+    assert waiting == 2                                               # each job queued once

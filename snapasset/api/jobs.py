@@ -102,7 +102,7 @@ def create_job():
         raise
     if not created.created:   # an Idempotency-Key replay: the first job has its own copies
         svc.stores.storage.delete(list(reference_keys.values()))
-    body = presentation.created_body(created, estimate=svc.jobs.estimate())
+    body = presentation.created_body(created, estimate=created.estimate or svc.jobs.estimate())
     token = svc.auth.mint_stream_token(user_id, body["jobId"])
     body["statusUrl"] = absolute_url(body["statusUrl"])
     body["streamUrl"] = absolute_url(f"/api/sse/jobs/{body['jobId']}?token={token}")

@@ -63,6 +63,7 @@ EXEMPT_PATHS = ("/health", "/ready", "/metrics")
 # costs no Redis connection (snapasset.streaming) and needs a token for a job of the caller's.
 EXEMPT_PREFIXES = ("/media/", "/api/sse/")
 _QUOTA_LIMITS = "snapasset_quota_limits"
+_READ_WINDOWS = "snapasset_read_windows"   # {storage key: (count, ttl)} read with the admission
 
 
 class Header:
@@ -122,7 +123,8 @@ class RateLimits:
 class JobQuota:
     """One user's job-creation allowance (see snapasset.jobs.Quota): Flask-Limiter's storage
     key for it, which the admission script tests and counts, and the RequestLimit each outcome
-    shows in the X-RateLimit headers."""
+    shows in the X-RateLimit headers. The windows those headers show (this allowance's and the
+    general limit's) are read in the admission's round trip, not after the view."""
 
     def __init__(self, limits: RateLimits, user_id: str):
         self.limits = limits
@@ -132,18 +134,30 @@ class JobQuota:
         self.amount = item.amount
         self.expiry = item.get_expiry()
 
-    def _shown(self, breached: bool) -> RequestLimit:
+    def _window_keys(self) -> list[str]:
+        storage = self.limits.limiter.storage
+        if not isinstance(storage, RedisStorage):   # the in-memory fallback: nothing to read in Redis
+            return []
+        return [self.key, *(storage.prefixed_key(limit.key) for limit in self.limits.limiter.current_limits)]
+
+    def reads(self) -> list[tuple]:
+        return [command for key in self._window_keys() for command in (("GET", key), ("TTL", key))]
+
+    def _shown(self, breached: bool, replies: list) -> RequestLimit:
+        windows = g.setdefault(_READ_WINDOWS, {})
+        for key, count, ttl in zip(self._window_keys(), replies[::2], replies[1::2]):
+            windows[key] = (count, ttl)
         limit = RequestLimit(self.limits.limiter, self.limits.job_limit, list(self.args), breached, True)
         g.setdefault(_QUOTA_LIMITS, []).append(limit)
         return limit
 
-    def refused(self, used: int) -> APIError:
-        return rate_limited(self._shown(breached=True),
+    def refused(self, used: int, replies: list) -> APIError:
+        return rate_limited(self._shown(True, replies),
                             f"Job creation limit reached ({describe(self.limits.job_limit)})",
                             setting=Env.JOB_RATE_LIMIT if self.limits.name_settings else None)
 
-    def taken(self, used: int) -> None:
-        self._shown(breached=False)
+    def taken(self, used: int, replies: list) -> None:
+        self._shown(False, replies)
 
 
 def _seconds_until(moment: float) -> int:
@@ -183,20 +197,25 @@ def describe(item: RateLimitItem) -> str:
 
 def _windows(limits: list[RequestLimit], conn: redis.Redis) -> list[tuple[float, int]]:
     """Each limit's fixed window as (reset, remaining), read from the limiter's Redis (`conn`) in
-    one round trip (`RequestLimit.window` costs two per limit, four on a create). Same arithmetic
-    as `limits`' FixedWindowRateLimiter.get_window_stats; the in-memory fallback is asked directly."""
+    one round trip (`RequestLimit.window` costs two per limit, four on a create), or none where a
+    create's admission read them already (JobQuota). Same arithmetic as `limits`'
+    FixedWindowRateLimiter.get_window_stats; the in-memory fallback is asked directly."""
     storage = limits[0].limiter.storage if limits else None
     if not isinstance(storage, RedisStorage):
         return [limit.window for limit in limits]
-    with conn.pipeline(transaction=False) as pipe:
-        for limit in limits:
-            key = storage.prefixed_key(limit.key)
-            pipe.get(key)
-            pipe.ttl(key)
-        replies = pipe.execute()
+    read = g.get(_READ_WINDOWS, {})
+    keys = [storage.prefixed_key(limit.key) for limit in limits]
+    missing = [key for key in keys if key not in read]
+    if missing:
+        with conn.pipeline(transaction=False) as pipe:
+            for key in missing:
+                pipe.get(key)
+                pipe.ttl(key)
+            replies = pipe.execute()
+        read = {**read, **dict(zip(missing, zip(replies[::2], replies[1::2])))}
     now = time.time()
-    return [(max(ttl, 0) + now, max(0, limit.limit.amount - int(count or 0)))
-            for limit, count, ttl in zip(limits, replies[::2], replies[1::2])]
+    return [(max(read[key][1], 0) + now, max(0, limit.limit.amount - int(read[key][0] or 0)))
+            for limit, key in zip(limits, keys)]
 
 
 def _headline(limits: list[RequestLimit], conn: redis.Redis) -> tuple[RequestLimit, tuple[float, int]] | None:
