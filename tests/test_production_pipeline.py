@@ -36,6 +36,7 @@ from tests.stubs.openai_images import (
 )
 from tests.stubs.supabase import SupabaseStub
 from tests.stubs.webhook_receiver import WebhookReceiver
+from tests.test_operators import sample
 from workers.pipeline import generation_id_for
 from workers.webhooks import RETRY_INTERVALS
 
@@ -355,6 +356,19 @@ def test_moderation_refusal_fails_at_once_without_retry(client, auth, main_worke
     assert [(e["error"]["code"], e["willRetry"]) for e in failures(history)] == [("CONTENT_POLICY_VIOLATION", False)]
     time.sleep(1.5)   # longer than the first retry interval: nothing comes back
     assert len(openai_stub.generations) == 1
+
+
+def test_a_failed_jobs_outcome_is_counted_under_the_model_it_chose(client, auth, main_worker, openai_stub):
+    """A failed attempt has no result to name the model that drew; its outcome in /metrics is
+    labelled with the model the job chose, not the worker's default (gpt-image-1.5 here)."""
+    openai_stub.script([moderation_blocked()])
+    job_id = create(client, auth, ["instagram-post"], model="gpt-image-2.5-flare")
+    job, _, _ = finish(client, auth, job_id)
+    assert job["status"] == "failed"
+    assert openai_stub.generations[-1].json["model"] == "gpt-image-2.5-flare"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "snapasset_jobs_total", outcome="failed", code="CONTENT_POLICY_VIOLATION",
+                  model="gpt-image-2.5-flare") == 1
 
 
 def test_rate_limit_is_retried_after_retry_after(client, auth, main_worker, openai_stub):

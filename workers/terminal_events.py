@@ -19,6 +19,7 @@ from snapasset import jobindex, jobrecord, metrics, webhooks
 from snapasset.jobrecord import status_of
 from snapasset.jobs import JOB_FUNCTION, open_lanes, open_webhook_queue
 from snapasset.metrics import Duration, Outcome
+from snapasset.providers.base import model_drawing
 from snapasset.rqcompat import delete_result, is_stopped, job_result, mark_stopped, move_to_cancelled
 from workers.bootstrap import WorkerContext, current_context
 from workers.pipeline import discard_outputs
@@ -91,9 +92,10 @@ class TerminalEventsMixin:
         that each registry's size is its count."""
         ctx: WorkerContext = current_context()
         settings = ctx.settings
-        produced = result if isinstance(result, dict) else {}
+        produced = result if isinstance(result, dict) else {}   # a failed attempt has no result: the job's choice
+        chosen = ((job.args[0] if job.args else {}).get("options") or {}).get("model")
         labels = {"provider": produced.get("provider") or ctx.provider.name,
-                  "model": produced.get("model") or ctx.provider.model}
+                  "model": produced.get("model") or model_drawing(ctx.provider, chosen)}
         try:
             with ctx.redis.client.pipeline(transaction=False) as pipe:
                 jobindex.file_job(pipe, settings.queue_name, job.id, jobrecord.owner_of(job), jobindex.score_of(job),

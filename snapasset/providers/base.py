@@ -12,7 +12,7 @@ from typing import Protocol
 from snapasset.platforms import Platform
 
 __all__ = ["GenerationRequest", "GeneratedImage", "ImageProvider", "ExtendingProvider", "PartialImageCallback",
-           "can_extend", "safety_identifier", "for_model", "receiving", "receive_gate",
+           "can_extend", "safety_identifier", "for_model", "model_drawing", "receiving", "receive_gate",
            "largest_answer_bytes"]
 
 # Called with the bytes (PNG/JPEG/WebP) of a partial image while the model is still drawing.
@@ -129,6 +129,12 @@ def can_extend(provider: ImageProvider) -> bool:
 
 def for_model(provider: ImageProvider, model: str | None) -> ImageProvider:
     """The provider that draws with `model` (None: the provider's own)."""
-    if model is None or not hasattr(provider, "with_model"):
+    if model_drawing(provider, model) == provider.model:
         return provider
     return provider.with_model(model)
+
+
+def model_drawing(provider: ImageProvider, model: str | None) -> str:
+    """The model for_model(provider, model) draws with, without making that provider (the
+    offline provider draws with its own whatever is asked)."""
+    return model if model is not None and hasattr(provider, "with_model") else provider.model
