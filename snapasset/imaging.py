@@ -421,10 +421,10 @@ def _dithered_palette(img: Image.Image, colours: int) -> Image.Image:
 def _save(img: Image.Image, fmt: str, *, quality: int | None = None, optimize: bool = False) -> bytes:
     buf = io.BytesIO()
     if fmt == "jpeg":
-        # optimised Huffman tables: the same pixels in 6-8 % fewer bytes for twice the encode
-        # time. Not progressive: progressive scans took twice that again (18.6 against 9.1 ms a
-        # 1080×1080 frame) for 3 % fewer bytes, a sixth of a job's render time, while what a
-        # page shows before an image arrives is its blurhash.
+        # optimised Huffman tables: the same pixels in 14-27 % fewer bytes for twice the
+        # encode time (bench/encoding.py). Not progressive: progressive scans took twice that
+        # again (18.6 against 9.1 ms a 1080×1080 frame) for 0-3 % fewer bytes, a sixth of a
+        # job's render time, while what a page shows before an image arrives is its blurhash.
         img.save(buf, "JPEG", quality=quality, optimize=True)
     elif fmt == "webp":
         img.save(buf, "WEBP", quality=quality, method=_WEBP_METHOD)
