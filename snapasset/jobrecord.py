@@ -45,7 +45,7 @@ from rq.registry import CanceledJobRegistry
 from snapasset import jobindex, keys, rqcompat
 from snapasset.errors import ErrorCode, utcnow_iso
 
-__all__ = ["Status", "api_status", "status_of", "iso", "Stage", "JobState", "new_state", "state_of", "owner_of",
+__all__ = ["Status", "api_status", "status_of", "iso", "Stage", "JobState", "new_state", "state_of", "owner_of", "data_of",
            "stage_of", "start_attempt", "record_progress", "record_failure", "record_lost", "mark_cancelled",
            "is_marked_cancelled", "reset_for_retry", "undo_attempt", "stored_error", "failure_of", "record_result",
            "result_of", "save_state", "reference_keys", "forget", "WebhookStatus", "record_webhook_attempt",
@@ -154,6 +154,11 @@ def state_of(job: Job) -> JobState:
 
 def owner_of(job: Job) -> str | None:
     return state_of(job).get("userId")
+
+
+def data_of(job: Job) -> dict:
+    """The job's data as created (SPEC: userId, prompt, platforms, options, webhookUrl)."""
+    return job.args[0] if job.args else {}
 
 
 _ENDED_STAGE = {Status.COMPLETED: Stage.DONE, Status.FAILED: Stage.FAILED, Status.CANCELLED: Stage.CANCELLED}

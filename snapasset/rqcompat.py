@@ -30,8 +30,8 @@ from rq.utils import now, parse_composite_key, utcparse
 from rq.worker import BaseWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-__all__ = ["PromptScheduler", "stored_status", "waiting_and_recent_runs", "waiting_and_recent_runs_command",
-           "waiting_and_recent_runs_of", "save_meta", "job_result", "delete_result",
+__all__ = ["PromptScheduler", "stored_status", "waiting_and_recent_runs_command", "waiting_and_recent_runs_of",
+           "save_meta", "job_result", "delete_result",
            "move_to_cancelled", "requeue_at_front", "fetch_dequeued_job", "heartbeat_all", "mark_stopped", "is_stopped",
            "register_again", "is_registered", "CompatWorker", "registered_worker_keys", "worker_executions_key",
            "execution_job_id", "WORKER_KEY_PREFIX", "status_location"]
@@ -74,17 +74,11 @@ return found
 """
 
 
-def waiting_and_recent_runs(conn: redis.Redis, lanes: Iterable[Queue], finished: Queue,
-                            sample: int) -> tuple[int, list[float]]:
-    """The jobs waiting in `lanes`, and how long each of the last `sample` jobs that finished
-    on `finished` ran (started → ended; jobs gone meanwhile are left out), in one round trip,
-    without loading any result."""
-    return waiting_and_recent_runs_of(conn.execute_command(*waiting_and_recent_runs_command(lanes, finished, sample)))
-
-
 def waiting_and_recent_runs_command(lanes: Iterable[Queue], finished: Queue, sample: int) -> tuple:
-    """waiting_and_recent_runs() as one read-only command, to send with others
-    (snapasset.admission's reads); waiting_and_recent_runs_of() reads its reply.
+    """One read-only command (a script) for the jobs waiting in `lanes`, and how long each of the
+    last `sample` jobs that finished on `finished` ran (started → ended; jobs gone meanwhile are
+    left out), without loading any result; sent alone or with others (snapasset.admission's
+    reads). waiting_and_recent_runs_of() reads its reply.
 
     Relies on: the finished registry's sorted set scoring each job by its expiry (for one result
     TTL, the order they finished in); RQ storing `started_at` and `ended_at` as fields of the

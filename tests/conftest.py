@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -210,6 +211,17 @@ def job_history(conn, job_id: str) -> list[tuple[str, dict]]:
         raw = jobrecord.entry_payload(fields)
         history.append((entry_id.decode() if isinstance(entry_id, bytes) else entry_id, json.loads(raw)))
     return history
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """The value of one sample of a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+        if all(found.get(key) == value for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):

@@ -4,7 +4,6 @@ and metrics that add up across web processes and workers."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from snapasset.cli import cli, web_command
 from snapasset.config import Env
-from tests.conftest import ROOT, InProcessWorker, free_port, settings_env, stop_process, wait_for
+from tests.conftest import ROOT, InProcessWorker, free_port, sample, settings_env, stop_process, wait_for
 from tests.fake_providers import Refusing
 from workers.bootstrap import bootstrap
 from workers.terminal_events import build_worker
@@ -117,16 +116,6 @@ def test_workers_lists_live_workers_with_their_jobs_and_drops_a_killed_one(clien
     table = CliRunner().invoke(cli, ["workers"], env=settings_env(settings))
     assert str(survivor.pid) in table.output and str(doomed.pid) not in table.output
 
-
-def sample(text: str, name: str, **labels) -> float:
-    """The value of one sample of a Prometheus text exposition (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
-        if all(found.get(key) == value for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_metrics_add_up_over_two_web_processes_and_the_workers(settings, tmp_path, worker_process, make_token,

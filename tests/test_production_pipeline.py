@@ -29,14 +29,13 @@ from snapasset.config import Env, Settings
 from snapasset.jobs import open_webhook_queue
 from snapasset.platforms import PLATFORMS
 from snapasset.records.sqlite import SqliteRecords
-from tests.conftest import job_history, ROOT, TEST_JWT_SECRET, settings_env, stop_process, wait_for
+from tests.conftest import job_history, ROOT, sample, TEST_JWT_SECRET, settings_env, stop_process, wait_for
 from tests.stubs.openai_images import (
     DEFAULT_USAGE, EDIT_PAINT, OpenAIImagesStub, form_fields, garbage, moderation_blocked, rate_limited, server_error,
     slow, stream,
 )
 from tests.stubs.supabase import SupabaseStub
 from tests.stubs.webhook_receiver import WebhookReceiver
-from tests.test_operators import sample
 from workers.pipeline import generation_id_for
 from workers.webhooks import RETRY_INTERVALS
 

@@ -58,10 +58,13 @@ def test_waiting_and_recent_runs_reads_the_lanes_and_the_last_finished_jobs_in_o
     other_lane = Queue(f"{queue.name}-other", connection=conn, serializer=JSONSerializer)
     enqueue(queue, add, 3, 4), enqueue(other_lane, add, 5, 6), enqueue(other_lane, add, 7, 8)
     ran[0].delete()                                    # gone since: left out
-    waiting, runs = rqcompat.waiting_and_recent_runs(conn, [queue, other_lane], queue, 20)
+    def read(lanes, sample):
+        return rqcompat.waiting_and_recent_runs_of(
+            conn.execute_command(*rqcompat.waiting_and_recent_runs_command(lanes, queue, sample)))
+    waiting, runs = read([queue, other_lane], 20)
     assert waiting == 3
     assert sorted(runs) == sorted((job.ended_at - job.started_at).total_seconds() for job in ran[1:])
-    assert len(rqcompat.waiting_and_recent_runs(conn, [queue], queue, 1)[1]) == 1   # the newest only
+    assert len(read([queue], 1)[1]) == 1   # the newest only
 
 def test_save_meta_on_a_pipeline_is_what_fetch_reads_back(queue, redis_handle):
     job = enqueue(queue, add, 1, 2, meta={"userId": "u"})

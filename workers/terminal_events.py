@@ -93,7 +93,7 @@ class TerminalEventsMixin:
         ctx: WorkerContext = current_context()
         settings = ctx.settings
         produced = result if isinstance(result, dict) else {}   # a failed attempt has no result: the job's choice
-        chosen = ((job.args[0] if job.args else {}).get("options") or {}).get("model")
+        chosen = (jobrecord.data_of(job).get("options") or {}).get("model")
         labels = {"provider": produced.get("provider") or ctx.provider.name,
                   "model": produced.get("model") or model_drawing(ctx.provider, chosen)}
         try:
@@ -119,7 +119,7 @@ class TerminalEventsMixin:
 
     def _notify(self, job: Job, event_type: str, event_id: str | None, **body) -> None:
         """Queue the completion webhook; its delivery is retried on its own and never touches the job."""
-        url = (job.args[0] if job.args else {}).get("webhookUrl")
+        url = jobrecord.data_of(job).get("webhookUrl")
         if not url:
             return
         ctx: WorkerContext = current_context()

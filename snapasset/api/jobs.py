@@ -139,7 +139,7 @@ def _job_body(job_id: str, user_id: str | None) -> dict:
     jobs = services().jobs
     job = jobs.fetch(job_id, user_id)
     body = presentation.describe(job, queue_position=jobs.queue_position(job),
-                                 webhook=jobs.webhook_state(job.id) if job.args[0].get("webhookUrl") else None)
+                                 webhook=jobs.webhook_state(job.id) if jobrecord.data_of(job).get("webhookUrl") else None)
     if "result" in body:
         body["result"] = absolutize_result(body["result"])
     return body

@@ -25,7 +25,7 @@ def describe(job: Job, *, queue_position: int | None = None, webhook: dict | Non
         "status": status,
         "progress": state.get("progress", 0),
         "stage": jobrecord.stage_of(job, status),
-        "data": job.args[0] if job.args else {},
+        "data": jobrecord.data_of(job),
         "logs": state.get("logs", []),
         "attemptsMade": state.get("attempt", 0),
         "createdAt": iso(job.created_at),
