@@ -46,6 +46,53 @@ from snapasset.processes import stop_processes  # noqa: E402
 SHARED_MEMORY = Path("/dev/shm")
 
 
+class MemoryCgroup:
+    """A memory cgroup of our own for the worker and every process it starts, when this machine
+    lets us make one (root, cgroup v2 with the memory controller, or v1's memory hierarchy):
+    what a container's or a dyno's memory limit charges, each page once. Sampled: anonymous
+    memory plus shared memory (the /dev/shm blocks), the part the kernel cannot reclaim; the
+    page cache (the bench's pictures read from disk, images written to the local media folder)
+    is left out, as reclaimable and absent where pictures come over the network."""
+
+    _ANON = {"v2": "anon", "v1": "total_rss"}
+    _SHMEM = {"v2": "shmem", "v1": "total_shmem"}
+
+    def __init__(self, path: Path, version: str):
+        self.path, self.version = path, version
+
+    @classmethod
+    def create(cls) -> "MemoryCgroup | None":
+        name = f"snapasset-bench-{os.getpid()}"
+        for root, version in ((Path("/sys/fs/cgroup"), "v2"), (Path("/sys/fs/cgroup/memory"), "v1")):
+            controllers = root / "cgroup.controllers"
+            if version == "v2" and not (controllers.is_file() and "memory" in controllers.read_text().split()):
+                continue
+            if version == "v1" and not (root / "memory.stat").is_file():
+                continue
+            try:
+                (root / name).mkdir()
+            except OSError:
+                return None
+            return cls(root / name, version)
+        return None
+
+    def join(self) -> None:
+        """Move the calling process in (a Popen preexec_fn: before the worker runs anything)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def unreclaimable(self) -> int:
+        stat = dict(line.split() for line in (self.path / "memory.stat").read_text().splitlines())
+        return int(stat[self._ANON[self.version]]) + int(stat[self._SHMEM[self.version]])
+
+    def remove(self) -> None:
+        for _ in range(50):   # the last processes' exit is accounted a moment after they are reaped
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 def shared_blocks() -> dict[str, int]:
     """Python's shared memory blocks (psm_*) on this machine, and the memory each holds."""
     blocks = {}
@@ -63,10 +110,12 @@ class MemoryProbe(threading.Thread):
     to its render processes in them: a block no process maps is in no process's RSS, so
     `peak_total` is the peak of RSS + blocks, an upper bound: a mapped block counts twice)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, cgroup: MemoryCgroup | None = None):
         super().__init__(daemon=True)
         import psutil
         self.root = psutil.Process(pid)
+        self.cgroup = cgroup
+        self.peak_cgroup = 0   # the worker's cgroup: anonymous + shared memory, each page once
         self.peak_rss = self.peak_pss = 0
         self.peak_processes = 0
         self.peak_main = 0          # the worker's own process (the job threads), apart from its children
@@ -99,6 +148,8 @@ class MemoryProbe(threading.Thread):
             except psutil.NoSuchProcess:
                 pass
             self.peak_pss = max(self.peak_pss, pss)
+            if self.cgroup is not None:
+                self.peak_cgroup = max(self.peak_cgroup, self.cgroup.unreclaimable())
             self.peak_processes = max(self.peak_processes, len(procs))
             tick += 1
 
@@ -165,8 +216,10 @@ def run_jobs(stack: Stack, command: list[str], env: dict, count: int, platforms:
     settings = stack.settings(env)
     queue = Queue(settings.queue_name, connection=stack.conn, serializer=JSONSerializer)
     log = open(stack.workdir / f"{settings.queue_name}.log", "wb")
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    probe = MemoryProbe(proc.pid)
+    cgroup = MemoryCgroup.create()
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=cgroup.join if cgroup else None)
+    probe = MemoryProbe(proc.pid, cgroup)
     probe.start()
     try:
         deadline = time.monotonic() + 60
@@ -188,9 +241,11 @@ def run_jobs(stack: Stack, command: list[str], env: dict, count: int, platforms:
         probe.stop()
         stop_processes(proc, timeout=30)
         log.close()
+        if cgroup is not None:
+            cgroup.remove()
     return {"makespan": ended - submitted, "failed": failed, "peak_rss": probe.peak_rss, "peak_main": probe.peak_main,
             "peak_pss": probe.peak_pss, "processes": probe.peak_processes, "peak_shared": probe.peak_shared,
-            "peak_total": probe.peak_total}
+            "peak_total": probe.peak_total, "peak_cgroup": probe.peak_cgroup if cgroup else None}
 
 
 def mb(value: int) -> str:
@@ -203,7 +258,9 @@ def report(name: str, result: dict, count: int, latency: float) -> None:
           f"{count * latency / makespan:5.1f}   {count / makespan * 60:6.1f} jobs/min   "
           f"peak RSS {mb(result['peak_rss'])} (PSS {mb(result['peak_pss'])}, "
           f"{result['processes']} processes; main process {mb(result['peak_main'])}; shared memory blocks "
-          f"{mb(result['peak_shared'])}, RSS + blocks {mb(result['peak_total'])})"
+          f"{mb(result['peak_shared'])}, RSS + blocks {mb(result['peak_total'])}"
+          + (f"; its memory cgroup, anonymous + shared {mb(result['peak_cgroup'])}" if result["peak_cgroup"] else "")
+          + ")"
           + (f"   FAILED {result['failed']}" if result["failed"] else ""))
 
 

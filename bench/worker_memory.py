@@ -58,6 +58,12 @@ def main() -> None:
             log = (stack.workdir / f"{settings.queue_name}.log").read_text(errors="replace")
             print("".join(f"  worker: {line.strip()}\n" for line in log.splitlines() if "Pictures held" in line), end="")
             print(f"peak RSS, all processes: {mb(result['peak_rss'])} (goal ≤ 512 MB)")
+            if result["peak_cgroup"]:
+                print(f"peak of its memory cgroup, anonymous + shared memory, each page once: "
+                      f"{mb(result['peak_cgroup'])} (what a container's memory limit charges; goal ≤ 512 MB)")
+            else:
+                print("(no memory cgroup of its own here, as root with cgroup v2 or v1's memory hierarchy: "
+                      "RSS + blocks above is the upper bound)")
         finally:
             stack.redis.close(save=False)
 
