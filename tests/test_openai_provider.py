@@ -193,6 +193,72 @@ def test_streaming_hands_each_partial_image_to_on_partial(openai_stub):
     assert sent.json["stream"] is True and sent.json["partial_images"] == 3
 
 
+def test_streamed_events_are_read_within_the_workers_picture_budget(openai_stub):
+    """A streamed answer's events (partial images, then the picture) are each read within the
+    worker's picture budget, as a whole answer is: with room for one picture, four streams
+    arriving together are read one event at a time. A partial image's room is given back once it
+    is shown; the picture keeps its room until the job hands it on (settles). Nothing is held
+    between events, while the model draws (else the second event here would wait for ever)."""
+    import contextlib
+    import contextvars
+    import threading
+
+    from snapasset.providers.base import largest_answer_bytes, receive_gate
+    from workers.memory import MemoryBudget
+    from workers.rendering import Arrivals
+
+    streams = 4
+    openai_stub.script([stream(partials=2, pause=0.1) for _ in range(streams)])   # drawn between events
+    provider = make_provider(openai_stub, model="gpt-image-1.5", partial_images=2)
+    request = request_for(provider, "twitter-post")                  # 1536x1024
+    one = largest_answer_bytes(1536 * 1024)
+    budget = MemoryBudget(one)
+    lock, entered, inside, most = threading.Lock(), [], [0], [0]
+    results, held_on_return, errors = [], [], []
+
+    def job() -> None:
+        arrivals = Arrivals(budget)
+
+        @contextlib.contextmanager
+        def gate(at_most):
+            with arrivals.receiving(at_most) as give_back:
+                with lock:
+                    entered.append(at_most)
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                try:
+                    yield give_back
+                finally:
+                    with lock:
+                        inside[0] -= 1
+
+        partials = []
+        try:
+            with receive_gate(gate):
+                result = provider.generate(request, on_partial=partials.append)
+            held_on_return.append(budget.held)
+            results.append((result, partials))
+        except Exception as exc:   # reported below, with the others' outcome
+            errors.append(exc)
+        finally:
+            arrivals.close()                                          # the job hands its picture on
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(job,), daemon=True)
+               for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not errors and len(results) == streams, (errors, len(results))
+    for result, partials in results:
+        assert image_size(result.data) == (1536, 1024) and len(partials) == 2
+    assert entered == [one] * (streams * 3)                          # every event, partials included
+    assert most[0] == 1                                               # one at a time: the budget's room
+    assert held_on_return == [one] * streams                          # the picture still counted
+    assert budget.held == 0
+
+
 def test_no_streaming_without_a_callback(openai_stub):
     provider = make_provider(openai_stub)
     provider.generate(request_for(provider, "instagram-post"))

@@ -82,18 +82,19 @@ class Arrivals:
     A picture's read (providers.base.receiving) first reserves what it may hold and waits for
     the grant where a stopped job stops waiting; the reservation stays until `settle()`, which
     the job calls once it has handed the pictures to render_each (which counts their bytes, or
-    puts them on disk). Without this, 64 model answers arriving within one second were all in
-    memory before the first was counted. A read granted after its job ended (an abandoned model
-    call) gives its grant back and ends the call."""
+    puts them on disk), or until the reader gives it back itself (a partial image, shown and
+    dropped). Without this, 64 model answers arriving within one second were all in memory
+    before the first was counted. A read granted after its job ended (an abandoned model call)
+    gives its grant back and ends the call."""
 
     def __init__(self, budget: MemoryBudget):
         self.budget = budget
-        self._held = 0
+        self._held: dict[object, int] = {}   # each reservation still counted, and its cost
         self._closed = False
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def receiving(self, at_most: int) -> Iterator[None]:
+    def receiving(self, at_most: int) -> Iterator[Callable[[], None]]:
         cost = min(max(at_most, 0), self.budget.limit)
         grant = self.budget.reserve(cost)
         try:
@@ -101,19 +102,26 @@ class Arrivals:
         except BaseException:
             self.budget.abandon(grant, cost)
             raise
+        reservation = object()
         with self._lock:
             closed = self._closed
             if not closed:
-                self._held += cost
+                self._held[reservation] = cost
         if closed:
             self.budget.release(cost)
             raise RuntimeError("the job this picture was for has ended")
-        yield
+        yield lambda: self._give_back(reservation)
+
+    def _give_back(self, reservation: object) -> None:
+        with self._lock:
+            cost = self._held.pop(reservation, 0)   # 0: settled already
+        if cost:
+            self.budget.release(cost)
 
     def settle(self) -> None:
         """The pictures read so far are the renderer's to count now."""
         with self._lock:
-            held, self._held = self._held, 0
+            held, self._held = sum(self._held.values()), {}
         if held:
             self.budget.release(held)
 

@@ -21,8 +21,10 @@ PartialImageCallback = Callable[[bytes], None]
 # A provider reads a picture's bytes (an HTTP body, a file) inside `receiving(at_most)`. A worker
 # with a memory budget binds a gate here for the job: the read waits until the budget has room
 # for it, so a burst of model answers arriving together is let in a few at a time instead of
-# all in memory at once (workers/rendering.py, Arrivals). Unbound (the CLI, tests): no wait.
-ReceiveGate = Callable[[int], contextlib.AbstractContextManager]
+# all in memory at once (workers/rendering.py, Arrivals). What was read stays counted until the
+# job hands its pictures to the renderer, unless the reader gives it back sooner with what the
+# context yields (a partial image, gone once shown). Unbound (the CLI, tests): no wait.
+ReceiveGate = Callable[[int], contextlib.AbstractContextManager[Callable[[], None]]]
 _receive_gate: contextvars.ContextVar[ReceiveGate | None] = contextvars.ContextVar("snapasset_receive_gate",
                                                                                    default=None)
 
@@ -35,15 +37,20 @@ def largest_answer_bytes(max_pixels: int) -> int:
 
 
 @contextlib.contextmanager
-def receiving(at_most: int) -> Iterator[None]:
+def receiving(at_most: int) -> Iterator[Callable[[], None]]:
     """Around the read of up to `at_most` bytes of pictures (what the read itself holds at its
-    peak): it may wait for the worker's memory budget first."""
+    peak): it may wait for the worker's memory budget first. Yields what gives the reservation
+    back early, for bytes the reader no longer holds."""
     gate = _receive_gate.get()
     if gate is None:
-        yield
+        yield _nothing_held
         return
-    with gate(at_most):
-        yield
+    with gate(at_most) as give_back:
+        yield give_back
+
+
+def _nothing_held() -> None:
+    pass
 
 
 @contextlib.contextmanager

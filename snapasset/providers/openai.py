@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import io
 import re
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -243,22 +245,36 @@ class OpenAIProvider:
                               revised_prompt=getattr(items[0], "revised_prompt", None), usage=usage)
 
     def _generate_streaming(self, params: dict, on_partial: PartialImageCallback) -> GeneratedImage:
-        events = self._openai().images.generate(**params, stream=True, partial_images=self._partial_images)
-        try:
-            for event in events:
-                kind = getattr(event, "type", None)
-                if kind == "image_generation.partial_image":
-                    try:
-                        partial = _verified_image(event.b64_json, "partial image")
-                    except InvalidImage:
-                        continue   # a bad preview is not worth failing the job for
-                    on_partial(partial)
-                elif kind == "image_generation.completed":
-                    data = _verified_image(event.b64_json, "image")
-                    usage = event.usage.model_dump(exclude_none=True) if getattr(event, "usage", None) else None
-                    return GeneratedImage(data=data, provider=self.name, model=self.model, usage=usage)
-        finally:
-            events.close()
+        """The events of a streamed answer, each read once the worker has room for one picture of
+        the size asked for (providers.base.receiving): a partial image gives its room back once
+        shown, the completed picture keeps it until the job hands it to the renderer. Between
+        events, while the model draws, the call holds nothing."""
+        width, height = (int(side) for side in params["size"].split("x"))
+        with self._openai().images.with_streaming_response.generate(
+                **params, stream=True, partial_images=self._partial_images) as answer:
+            reads = _EventReads.around(answer.http_response, largest_answer_bytes(width * height))
+            events = answer.parse()
+            try:
+                for event in events:
+                    kind = getattr(event, "type", None)
+                    if kind == "image_generation.partial_image":
+                        try:
+                            partial = _verified_image(event.b64_json, "partial image")
+                        except InvalidImage:
+                            partial = None   # a bad preview is not worth failing the job for
+                        if partial is not None:
+                            on_partial(partial)
+                        reads.done()
+                    elif kind == "image_generation.completed":
+                        data = _verified_image(event.b64_json, "image")
+                        usage = event.usage.model_dump(exclude_none=True) if getattr(event, "usage", None) else None
+                        reads.keep()
+                        return GeneratedImage(data=data, provider=self.name, model=self.model, usage=usage)
+                    else:
+                        reads.done()
+            finally:
+                reads.done()
+                events.close()
         raise ProviderError("the image model's stream ended before the image was completed", retryable=True)
 
     # -- errors ------------------------------------------------------------------------------
@@ -310,6 +326,57 @@ class OpenAIProvider:
             return ProviderError(f"the image model failed ({status}): {detail or 'server error'}",
                                  retryable=True, retry_after=retry_after)
         return ProviderError(f"the image model refused the request ({status}): {detail}", retryable=False)
+
+
+class _EventReads:
+    """The bytes of an event stream, each event read inside providers.base.receiving.
+
+    The reservation is taken when an event's first bytes come (the rest wait in the socket
+    until it is granted) and ends when the reader says it is done with the event (given back)
+    or keeps its picture (counted until the job settles). Installed as the HTTP response's
+    byte stream before the SDK reads any of it, so the SDK still parses the events."""
+
+    def __init__(self, raw, at_most: int):
+        self._raw = raw
+        self._at_most = at_most
+        self._held: contextlib.ExitStack | None = None
+        self._give_back = None
+
+    @classmethod
+    def around(cls, http_response, at_most: int) -> "_EventReads":
+        reads = cls(http_response.stream, at_most)
+        # the SDK's HTTP library (httpx, or httpx2 in newer SDKs) reads only its own stream type
+        library = sys.modules[type(http_response).__module__.partition(".")[0]]
+
+        class GatedStream(library.SyncByteStream):
+            def __iter__(self):
+                return reads._chunks()
+
+            def close(self):
+                reads._raw.close()
+
+        http_response.stream = GatedStream()
+        return reads
+
+    def _chunks(self):
+        for chunk in self._raw:
+            if self._held is None:   # an event's first bytes: wait for room before reading the rest
+                held = contextlib.ExitStack()
+                self._give_back = held.enter_context(receiving(self._at_most))
+                self._held = held
+            yield chunk
+
+    def done(self) -> None:
+        """The event read last is gone: its room is given back."""
+        if self._held is not None:
+            self._give_back()
+            self.keep()
+
+    def keep(self) -> None:
+        """The event read last is the job's picture: it stays counted until the job settles."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.close()
 
 
 def _uploads(images: tuple[bytes, ...]) -> list[tuple[str, bytes, str]]:

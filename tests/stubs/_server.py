@@ -31,6 +31,7 @@ class Reply:
     body: bytes = b""
     chunks: list[bytes] | None = None   # sent one by one with a flush between them (SSE)
     delay: float = 0.0                  # seconds to wait before answering
+    pause: float = 0.0                  # seconds between chunks (a model still drawing)
     drop: bool = False                  # close the connection without answering
 
     @classmethod
@@ -108,7 +109,9 @@ class StubServer:
                 if reply.chunks is not None:
                     self.send_header("Connection", "close")
                     self.end_headers()
-                    for chunk in reply.chunks:
+                    for index, chunk in enumerate(reply.chunks):
+                        if index and reply.pause and stub._stopping.wait(reply.pause):
+                            return
                         self.wfile.write(chunk)
                         self.wfile.flush()
                     self.close_connection = True

@@ -60,6 +60,7 @@ class Scripted:
     partials: int = 0
     image_b64: str | None = None      # overrides the generated image
     delay: float = 0.0
+    pause: float = 0.0                # between a stream's events
 
 
 def success(*, revised_prompt: str | None = None, usage: dict | None = DEFAULT_USAGE,
@@ -67,9 +68,10 @@ def success(*, revised_prompt: str | None = None, usage: dict | None = DEFAULT_U
     return Scripted("success", revised_prompt=revised_prompt, usage=usage, image_b64=image_b64)
 
 
-def stream(partials: int = 2, *, image_b64: str | None = None) -> Scripted:
-    """SSE: ``partials`` image_generation.partial_image events, then image_generation.completed."""
-    return Scripted("stream", partials=partials, image_b64=image_b64)
+def stream(partials: int = 2, *, image_b64: str | None = None, pause: float = 0.0) -> Scripted:
+    """SSE: ``partials`` image_generation.partial_image events, then image_generation.completed,
+    ``pause`` seconds apart."""
+    return Scripted("stream", partials=partials, image_b64=image_b64, pause=pause)
 
 
 def error(status: int, message: str, *, code: str | None = None, type: str = "invalid_request_error",
@@ -215,7 +217,7 @@ class OpenAIImagesStub(StubServer):
                  "b64_json": scripted.image_b64 or _b64(png_bytes(width, height)),
                  "usage": scripted.usage or DEFAULT_USAGE, **common}
         chunks.append(_sse(final))
-        return Reply(status=200, headers={"Content-Type": "text/event-stream"}, chunks=chunks)
+        return Reply(status=200, headers={"Content-Type": "text/event-stream"}, chunks=chunks, pause=scripted.pause)
 
 
 def _sse(event: dict) -> bytes:
