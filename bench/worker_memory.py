@@ -8,7 +8,9 @@ unset: its default), and 64 jobs submitted at once whose model answers, after a 
 each with a different photo-like PNG of 3840×2160 (the largest gpt-image-2 size) — drawn before
 anything is timed (bench/providers.py). Printed: the worker's peak RSS summed over all its
 processes (and PSS, which counts pages shared between them once), sampled every 50 ms, the
-makespan, and whether every job completed. Goal: peak RSS ≤ 512 MB.
+makespan, and whether every job completed; and, where the bench may make a memory cgroup of its
+own (root; cgroup v2, or v1's memory hierarchy), that cgroup's anonymous + shared memory, each
+page once: what a container's memory limit charges. Goal: ≤ 512 MB.
 """
 
 from __future__ import annotations
