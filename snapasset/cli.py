@@ -245,6 +245,18 @@ def retry(failed: bool, error_code: str | None, limit: int) -> None:
 
 
 @cli.command()
+def reindex() -> None:
+    """File every job of the queue in the status indexes the lists read (once, after upgrading).
+
+    Jobs created before the per-status indexes existed are in their user's list only, so
+    `GET /api/jobs?status=`, the admin list and `snapasset jobs` miss them until this has run.
+    It reads every job record once; it is safe while the service runs, and to run again."""
+    admin, _redis = _queue_admin(load_settings())
+    filed = admin.reindex()
+    click.echo(f"filed {filed} job{'' if filed == 1 else 's'} of queue {admin.settings.queue_name}")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON (as GET /api/admin/workers).")
 def workers(as_json: bool) -> None:
     """List the live workers: what each runs now and when it last beat.

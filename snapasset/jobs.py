@@ -192,13 +192,19 @@ class JobService:
 
     def refile(self, job: Job) -> None:
         """File the job in the indexes under the status it has now."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            if self.file_as_now(pipe, job):
+                pipe.execute()
+
+    def file_as_now(self, pipe, job: Job) -> bool:
+        """On `pipe`: file the job in the indexes under the status it has now (False: a job with
+        no owner, which no list shows)."""
         owner = jobrecord.owner_of(job)
         if not owner:
-            return
-        with self.conn.pipeline(transaction=False) as pipe:
-            jobindex.file_job(pipe, self.settings.queue_name, job.id, owner, jobindex.score_of(job), status_of(job),
-                              code=(jobrecord.stored_error(job) or {}).get("code"), ttl=self.settings.job_ttl)
-            pipe.execute()
+            return False
+        jobindex.file_job(pipe, self.settings.queue_name, job.id, owner, jobindex.score_of(job), status_of(job),
+                          code=(jobrecord.stored_error(job) or {}).get("code"), ttl=self.settings.job_ttl)
+        return True
 
     def queue_position(self, job: Job) -> int | None:
         """For a waiting job, how many jobs a worker takes before it (0 = next): every job in the

@@ -146,6 +146,30 @@ class QueueAdmin:
                 break
         return retried, skipped
 
+    def reindex(self, *, batch: int = 500) -> int:
+        """File every job of this queue in the indexes under the status it has now; answers how
+        many were filed. For a Redis whose jobs predate the per-status indexes (they were in their
+        user's list only, so `?status=` lists and the admin list missed them) or was restored from
+        a backup. Walks every job record once (SCAN, `batch` records a round trip), so it costs
+        O(jobs) once; safe while the service runs, and to run again."""
+        origins = {lane.name for lane in self.lanes}
+        prefix = Job.redis_job_namespace_prefix
+        filed, ids = 0, []
+        for key in self.conn.scan_iter(match=prefix + "*", count=batch):
+            job_id = key.decode()[len(prefix):]
+            if ":" not in job_id:   # not a job's side key (rq:job:<id>:dependents and the like)
+                ids.append(job_id)
+            if len(ids) == batch:
+                filed, ids = filed + self._file_as_now(ids, origins), []
+        return filed + self._file_as_now(ids, origins) if ids else filed
+
+    def _file_as_now(self, ids: list[str], origins: set[str]) -> int:
+        jobs = Job.fetch_many(ids, connection=self.conn, serializer=JSONSerializer)
+        with self.conn.pipeline(transaction=False) as pipe:
+            filed = sum(self.jobs.file_as_now(pipe, job) for job in jobs if job is not None and job.origin in origins)
+            pipe.execute()
+        return filed
+
     def pause(self) -> None:
         """Workers finish what they run and take nothing new (RQ's suspension, all workers)."""
         suspend(self.conn)

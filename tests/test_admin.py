@@ -214,3 +214,31 @@ def test_cli_jobs_and_retry_for_operators(mixed_jobs, settings, client, auth, us
     assert result.exit_code == 0 and f"queued {mixed_jobs['failed'][0]}" in result.output
     assert "retried 1 failed job with CONTENT_POLICY_VIOLATION" in result.output
     assert client.get(f"/api/jobs/{mixed_jobs['failed'][0]}", headers=auth).json["status"] == "waiting"
+
+
+def test_cli_reindex_files_jobs_that_predate_the_status_indexes(mixed_jobs, settings, client, auth, admin, user,
+                                                                 redis_handle):
+    """A Redis upgraded from before the per-status indexes holds jobs that are in their user's
+    list only: `?status=` lists and the admin list miss them until `snapasset reindex` has run."""
+    from snapasset.errors import ErrorCode
+    from snapasset.jobrecord import Status
+    conn, queue = redis_handle.client, settings.queue_name
+    conn.delete(keys.queue_jobs(queue), *(keys.queue_status_jobs(queue, s) for s in Status.ALL),
+                *(keys.user_status_jobs(user, s) for s in Status.ALL),
+                *(keys.queue_error_jobs(queue, c) for c in ErrorCode.JOB_FAILURES))   # as before the indexes
+    everyone = {"/api/jobs": auth, "/api/admin/jobs": admin}
+
+    def listed(path: str, **query) -> list[str]:
+        answer = client.get(path, query_string=query, headers=everyone[path])
+        assert answer.status_code == 200, answer.json
+        return [job["jobId"] for job in answer.json["jobs"]]
+
+    assert listed("/api/jobs", status="failed") == [] and listed("/api/admin/jobs") == []
+    result = CliRunner().invoke(cli, ["reindex"], env=settings_env(settings), catch_exceptions=False)
+    assert result.exit_code == 0 and f"filed 5 jobs of queue {queue}" in result.output, result.output
+    for status, ids in mixed_jobs.items():
+        assert listed("/api/jobs", status=status) == list(reversed(ids))
+    assert listed("/api/admin/jobs", errorCode="CONTENT_POLICY_VIOLATION") == mixed_jobs["failed"]
+    assert len(listed("/api/admin/jobs")) == 5
+    again = CliRunner().invoke(cli, ["reindex"], env=settings_env(settings), catch_exceptions=False)
+    assert "filed 5 jobs" in again.output and len(listed("/api/admin/jobs")) == 5   # running it again changes nothing
