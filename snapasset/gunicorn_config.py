@@ -19,6 +19,14 @@ from snapasset.config import Env
 
 _made: list[str] = []   # the folder this master created, removed on exit
 
+# gunicorn ≥ 25.1 runs a control socket for `gunicornc` at one path per machine user
+# ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl): a second web process on the machine (two
+# instances side by side, `snapasset dev` beside `snapasset web`) takes the path over, and the
+# master stops and restarts the socket's thread around every worker it forks. Nothing here
+# uses it (operators have /api/queue/* and the `snapasset` commands), so it is off; older
+# gunicorns ignore the name.
+control_socket_disable = True
+
 
 def on_starting(server) -> None:
     folder = os.environ.get(Env.PROMETHEUS_MULTIPROC_DIR)

@@ -172,3 +172,18 @@ def test_each_web_process_freezes_what_the_loaded_app_holds_out_of_full_collecti
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["frozen"] > 10 * seen["walked"], seen
     assert seen["after"] < seen["before"] / 3, seen
+
+
+def test_the_web_process_opens_no_gunicorn_control_socket(settings, tmp_path):
+    """gunicorn ≥ 25.1 opens a control socket at one path per machine user, which a second web
+    process on the machine would take over: ours runs without it."""
+    import gunicorn
+    import pytest
+    import requests
+    if gunicorn.version_info < (25, 1):
+        pytest.skip(f"gunicorn {gunicorn.__version__} has no control socket")
+    home = tmp_path / "home"
+    home.mkdir()
+    with running_web(settings, tmp_path / "web.log", {"HOME": str(home), "XDG_RUNTIME_DIR": ""}) as (base, _):
+        assert requests.get(f"{base}/health", timeout=5).status_code == 200
+        assert not (home / ".gunicorn").exists()
