@@ -73,6 +73,9 @@ class MemoryCgroup:
                 (root / name).mkdir()
             except OSError:
                 return None
+            if not (root / name / "memory.stat").is_file():   # v2 without memory in the parent's subtree_control
+                (root / name).rmdir()
+                return None
             return cls(root / name, version)
         return None
 
