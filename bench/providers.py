@@ -104,5 +104,65 @@ def fixed_latency(settings) -> PictureProvider:
     return PictureProvider(float(os.environ.get(LATENCY_ENV, "2.0")))
 
 
-__all__ = ["PictureProvider", "instant", "fixed_latency", "photo_png", "photo_pictures", "PICTURES_ENV",
-           "LATENCY_ENV", "MAX_SIZE_ENV", "SOURCE_SIZE"]
+class StreamingImagesServer:
+    """An HTTP server that answers the OpenAI Images API's streamed generations as a GPT image
+    model does, for the real `openai` SDK in a worker (SNAPASSET_PROVIDER=openai, OPENAI_BASE_URL
+    = `base_url`): server-sent events, `partials` partial images and then the completed picture,
+    spread over `latency` seconds give or take a quarter, every event a full-size picture (the
+    next of `pictures`, in turn; draw them at the size the worker asks for)."""
+
+    def __init__(self, pictures: list[Path], latency: float, partials: int = 2):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.pictures, self.latency, self.partials = pictures, latency, partials
+        self._next, self._lock, self._jitter = itertools.count(), threading.Lock(), random.Random(0)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server._answer(self)
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def _answer(self, handler) -> None:
+        import base64
+        import json
+        with self._lock:
+            path = self.pictures[next(self._next) % len(self.pictures)]
+            latency = self.latency * self._jitter.uniform(0.75, 1.25)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with Image.open(path) as picture:
+            size = f"{picture.width}x{picture.height}"
+        common = {"background": "opaque", "created_at": int(time.time()), "output_format": "png",
+                  "quality": "auto", "size": size}
+        steps = self.partials + 1
+        for step in range(steps):
+            time.sleep(latency / steps)
+            b64 = base64.b64encode(path.read_bytes()).decode()
+            event = ({"type": "image_generation.partial_image", "partial_image_index": step, "b64_json": b64, **common}
+                     if step < self.partials else
+                     {"type": "image_generation.completed", "b64_json": b64, **common,
+                      "usage": {"input_tokens": 50, "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
+                                "output_tokens": 4160, "total_tokens": 4210}})
+            handler.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+            handler.wfile.flush()
+        handler.close_connection = True
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+__all__ = ["PictureProvider", "StreamingImagesServer", "instant", "fixed_latency", "photo_png", "photo_pictures",
+           "PICTURES_ENV", "LATENCY_ENV", "MAX_SIZE_ENV", "SOURCE_SIZE"]

@@ -37,10 +37,22 @@ def main() -> None:
     parser.add_argument("--render-processes", type=int, default=2)
     parser.add_argument("--memory-mb", type=int, default=0, help="SNAPASSET_WORKER_MEMORY_MB (0: its default)")
     parser.add_argument("--platforms", default="instagram-post,twitter-post")
+    parser.add_argument("--stream", action="store_true",
+                        help="the real OpenAI provider against a local server that streams each answer as a "
+                             "GPT image model does (two full-size partial images, then the picture), at the "
+                             "size the provider asks for (--size is ignored)")
     args = parser.parse_args()
     size = tuple(int(side) for side in args.size.split("x"))
     platforms = args.platforms.split(",")
+    server = None
+    if args.stream:
+        from snapasset.platforms import PLATFORMS
+        from snapasset.providers.openai import OpenAIProvider
+        size = OpenAIProvider(api_key="sk-bench").choose_size([PLATFORMS[p] for p in platforms])
     pictures = photo_pictures(args.jobs, size)
+    if args.stream:
+        from bench.providers import StreamingImagesServer
+        server = StreamingImagesServer(pictures, args.latency)
 
     with tempfile.TemporaryDirectory(prefix="snapasset-bench-") as tmp:
         stack = Stack(Path(tmp), pictures, size)
@@ -48,9 +60,13 @@ def main() -> None:
             tuning = {stack.Env.RENDER_PROCESSES: str(args.render_processes)}
             if args.memory_mb:
                 tuning[stack.Env.WORKER_MEMORY_MB] = str(args.memory_mb)
+            if server is not None:
+                tuning.update({stack.Env.PROVIDER: "openai", stack.Env.OPENAI_API_KEY: "sk-bench",
+                               stack.Env.OPENAI_BASE_URL: server.base_url})
             env = stack.env_for(f"bench-{uuid.uuid4().hex[:8]}", args.latency, **tuning)
             settings = stack.settings(env)
-            print(f"{args.jobs} jobs × {len(platforms)} platforms, each picture a different {size[0]}×{size[1]} "
+            print(("streamed by the OpenAI provider, two partial images and the picture each; " if server else "")
+                  + f"{args.jobs} jobs × {len(platforms)} platforms, each picture a different {size[0]}×{size[1]} "
                   f"PNG (mean {statistics.mean(p.stat().st_size for p in pictures) / 1e6:.1f} MB), model latency "
                   f"{args.latency:g} s; SNAPASSET_WORKER_CONCURRENCY={settings.worker_concurrency}, "
                   f"SNAPASSET_RENDER_PROCESSES={args.render_processes}, SNAPASSET_WORKER_MEMORY_MB="
@@ -68,6 +84,8 @@ def main() -> None:
                       "RSS + blocks above is the upper bound)")
         finally:
             stack.redis.close(save=False)
+            if server is not None:
+                server.close()
 
 
 if __name__ == "__main__":

@@ -280,3 +280,25 @@ def test_model_calls_wait_together_but_their_answers_are_read_as_memory_allows(s
     assert statuses(conn, job_ids) == [JobStatus.FINISHED] * len(job_ids)
     most = json.loads((settings.data_dir / "most-at-once.json").read_text())
     assert most == {"waiting": len(job_ids), "reading": 1}
+
+
+def test_a_burst_of_jobs_with_two_shapes_finishes_within_a_small_picture_budget(settings, conn, worker_process):
+    """A job with a square and a landscape platform asks the model for two pictures. It used to
+    hold its first picture (rendered lazily, at upload) while waiting for room to read its
+    second, so a burst of such jobs filled the budget with first pictures and every job waited
+    for good (until its 300 s timeout). Now a job renders a picture's platforms before asking for
+    its next one, and the renderer gives the picture's memory back once its last platform is
+    rendered. Streamed answers (the OpenAI provider with partial images) against the stub, 24
+    jobs, the smallest budget (64 MB: two streamed events of a 1536×864 picture at a time)."""
+    from tests.stubs.openai_images import OpenAIImagesStub
+    stub = OpenAIImagesStub.start()
+    try:
+        job_ids = enqueue(settings, conn, 24, platforms=("instagram-post", "twitter-post"))
+        worker_process(worker_env(**{Env.OPENAI_API_KEY: "test-key", Env.PROVIDER: "openai",
+                                     Env.OPENAI_BASE_URL: stub.base_url, Env.IMAGE_MODEL: "gpt-image-2",
+                                     Env.WORKER_MEMORY_MB: 100, Env.RENDER_PROCESSES: 1}))
+        wait_for(lambda: all_in(conn, job_ids, JobStatus.FINISHED, JobStatus.FAILED), timeout=45)
+        assert statuses(conn, job_ids) == [JobStatus.FINISHED] * len(job_ids)
+        assert len(stub.generations) == 2 * len(job_ids)          # two shapes: two pictures a job
+    finally:
+        stub.stop()

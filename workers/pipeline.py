@@ -157,6 +157,8 @@ class Generation:
                 started = time.perf_counter()   # fit=extend: the model's edits count as rendering
                 painted, drawn = self._render_plan(plan, sources[-1], renders, held)
                 self._settle()
+                if index < len(plans) - 1:
+                    _render_now(plan, renders)
                 extensions += painted
                 variants = min(variants, drawn)
                 self._render_seconds += time.perf_counter() - started
@@ -360,3 +362,19 @@ def stretch_next_retry(job: Job, seconds: float) -> None:
     index = max(len(intervals) - job.retries_left, 0)
     intervals[index] = max(intervals[index], math.ceil(seconds) + 1)
     job.retry_intervals = intervals
+
+
+def _render_now(plan: framing.SourcePlan, renders: list[dict[str, Iterator[RenderedImage]]]) -> None:
+    """Render a plan's platforms before the job asks the model for its next picture, so that the
+    renderer gives this picture's memory back first. A job that held its first picture while
+    waiting for room for its second deadlocked a burst of jobs with platforms of more than one
+    shape (bench/worker_memory.py --stream: 16 such jobs held the budget and waited for good)."""
+    for by_platform in renders:
+        rendered: dict[int, Iterator[RenderedImage]] = {}
+        for platform in plan.platforms:
+            images = by_platform.get(platform.id)
+            if images is None:
+                continue
+            if id(images) not in rendered:   # one context's images, in its platforms' order
+                rendered[id(images)] = iter(list(images))
+            by_platform[platform.id] = rendered[id(images)]

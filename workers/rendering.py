@@ -460,17 +460,23 @@ class _SharedRendering:
         if not self._kept:                   # (kept: the next tasks may decode it again, see _render_kept)
             self._release_source()           # decoded: the encoded bytes are not needed again
             self._futures = self._submit(rest) if rest else []
+        # once the last render is done, the picture's memory goes back before its images are
+        # handed over: a job that holds rendered images waits for nothing while holding it
+        if not rest:
+            self._free()
         yield from own
         for index in range(len(rest)):
             try:
-                yield wait(self._futures[index])
+                image = wait(self._futures[index])
             except BrokenProcessPool:
                 # a new pool, and once more; the decoded pixels are still in shared memory (or,
                 # kept, the encoded bytes: the new process decodes them again)
                 self.renderer.replace(self._pool)
                 self._futures[index:] = self._submit(rest[index:])
-                yield wait(self._futures[index])
-        self._release_source()               # (kept: every task has read what it needed)
+                image = wait(self._futures[index])
+            if index == len(rest) - 1:
+                self._free()                 # (kept: every task has read what it needed)
+            yield image
 
     def __exit__(self, *exc_info) -> None:
         if self._spilled is not None:
