@@ -127,8 +127,11 @@ class StreamingImagesServer:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 server._answer(self)
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256   # a burst of 64+ model calls connects at once
+
+        self._http = Server(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
 
