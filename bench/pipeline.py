@@ -66,6 +66,13 @@ def floor(data: bytes, out_dir: Path, fmt: str) -> None:
         image.save(out_dir / f"{platform_id}.{fmt}", PIL_FORMAT[fmt], quality=88, **extra)
 
 
+def stop_on_sigterm() -> None:
+    """A SIGTERM (`timeout`, a CI's cancel) ends the benchmark like Ctrl-C: its `finally` blocks
+    stop the worker and the embedded Redis it started, instead of leaving them running."""
+    import signal
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,4 +170,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     main()

@@ -364,4 +364,6 @@ def main() -> None:
             stack.redis.close(save=False)
 
 if __name__ == "__main__":
+    from bench.pipeline import stop_on_sigterm
+    stop_on_sigterm()
     main()

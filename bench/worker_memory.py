@@ -89,4 +89,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bench.pipeline import stop_on_sigterm
+    stop_on_sigterm()
     main()

@@ -368,15 +368,19 @@ class _EventReads:
 
     def done(self) -> None:
         """The event read last is gone: its room is given back."""
-        if self._held is not None:
-            self._give_back()
-            self.keep()
+        self._end(give_back=True)
 
     def keep(self) -> None:
         """The event read last is the job's picture: it stays counted until the job settles."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            held.close()
+        self._end(give_back=False)
+
+    def _end(self, *, give_back: bool) -> None:
+        if self._held is None:
+            return
+        if give_back:
+            self._give_back()
+        held, self._held = self._held, None
+        held.close()
 
 
 def _uploads(images: tuple[bytes, ...]) -> list[tuple[str, bytes, str]]:

@@ -1,0 +1,84 @@
+"""Memory of streamed OpenAI answers read in one process, with and without the picture budget.
+
+    python bench/stream_reads.py [--streams 16] [--no-gate] [--budget-mb 107]
+
+The real OpenAI provider reads `--streams` answers at once from bench.providers'
+StreamingImagesServer (two full-size partial images, then the picture; 1536×1536 photo-like
+PNGs of ~4.6 MB), each in its own thread as the worker's model calls are, with a MemoryBudget
+of `--budget-mb` bound as each call's receive gate (`--no-gate`: none bound, every event read as
+it comes). No rendering, no worker: what the reads alone hold. Printed: the process's RSS
+before, at its peak (sampled every 20 ms) and one second after the last read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import contextvars
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.providers import StreamingImagesServer, photo_pictures  # noqa: E402
+from snapasset.providers.base import GenerationRequest, receive_gate  # noqa: E402
+from snapasset.providers.openai import OpenAIProvider  # noqa: E402
+from workers.memory import MemoryBudget, return_freed_memory  # noqa: E402
+from workers.rendering import Arrivals  # noqa: E402
+
+SIZE = (1536, 1536)
+
+
+def main() -> None:
+    import psutil
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--no-gate", action="store_true")
+    parser.add_argument("--budget-mb", type=int, default=107, help="the worker's picture budget (its log says it)")
+    args = parser.parse_args()
+    return_freed_memory()   # as the worker does at start
+    server = StreamingImagesServer(photo_pictures(args.streams, SIZE), latency=2.0)
+    provider = OpenAIProvider(api_key="sk-bench", base_url=server.base_url, model="gpt-image-2")
+    budget = MemoryBudget(args.budget_mb * 2**20)
+    process = psutil.Process()
+    base, peak, sampling = process.memory_info().rss, [0], threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.02):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    finished, failed = [], []
+
+    def read() -> None:
+        arrivals = Arrivals(budget)
+        try:
+            with receive_gate(arrivals.receiving) if not args.no_gate else contextlib.nullcontext():
+                provider.generate(GenerationRequest(prompt="A lighthouse", width=SIZE[0], height=SIZE[1]),
+                                  on_partial=lambda data: None)
+            finished.append(1)
+        except Exception as exc:
+            failed.append(exc)
+        finally:
+            arrivals.close()
+
+    threading.Thread(target=sample, daemon=True).start()
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(read,)) for _ in range(args.streams)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.monotonic() - started
+    time.sleep(1)
+    sampling.set()
+    server.close()
+    print(f"{args.streams} streams, {'no gate' if args.no_gate else f'budget {args.budget_mb} MB'}: "
+          f"{len(finished)} read, {len(failed)} failed, in {took:.1f} s; RSS before {base >> 20} MB, "
+          f"peak {peak[0] >> 20} MB, 1 s after {process.memory_info().rss >> 20} MB")
+
+
+if __name__ == "__main__":
+    main()
