@@ -16,7 +16,8 @@ from snapasset.platforms import PLATFORMS
 from snapasset.providers.base import GenerationRequest
 from snapasset.providers.openai import OpenAIProvider
 from tests.stubs.openai_images import (
-    OpenAIImagesStub, error, garbage, moderation_blocked, rate_limited, server_error, slow, stream, success,
+    OpenAIImagesStub, error, garbage, moderation_blocked, png_bytes, rate_limited, raw_stream, server_error, slow,
+    stream, success,
 )
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
@@ -114,7 +115,8 @@ def test_success_decodes_the_image_and_records_usage_and_size(openai_stub):
 
 def test_the_answer_is_read_only_once_the_worker_lets_it_in(openai_stub):
     """A worker with a memory budget binds a receive gate; the answer's body (headers already in)
-    is read inside it, announced as three times its Content-Length (body, parsed JSON, picture)."""
+    is read inside it, announced as three times its Content-Length (body, parsed JSON, picture);
+    once read, only the decoded picture stays counted."""
     import contextlib
     import contextvars
     import threading
@@ -123,13 +125,13 @@ def test_the_answer_is_read_only_once_the_worker_lets_it_in(openai_stub):
 
     openai_stub.script([success()])
     provider = make_provider(openai_stub, model="gpt-image-1.5")
-    announced, let_in = [], threading.Event()
+    announced, kept, let_in = [], [], threading.Event()
 
     @contextlib.contextmanager
     def gate(at_most):
         announced.append(at_most)
         assert let_in.wait(10)
-        yield
+        yield lambda keep=0: kept.append(keep)
 
     results = []
     with receive_gate(gate):
@@ -146,6 +148,7 @@ def test_the_answer_is_read_only_once_the_worker_lets_it_in(openai_stub):
     [result] = results
     encoded = len(base64.b64encode(result.data))
     assert 3 * encoded <= announced[0] <= 3 * (encoded + 4096)
+    assert kept == [len(result.data)]              # the body and its text are gone; the picture is held
 
 
 @pytest.mark.parametrize("quality", ["low", "medium", "high", "auto"])
@@ -197,8 +200,9 @@ def test_streamed_events_are_read_within_the_workers_picture_budget(openai_stub)
     """A streamed answer's events (partial images, then the picture) are each read within the
     worker's picture budget, as a whole answer is: with room for one picture, four streams
     arriving together are read one event at a time. A partial image's room is given back once it
-    is shown; the picture keeps its room until the job hands it on (settles). Nothing is held
-    between events, while the model draws (else the second event here would wait for ever)."""
+    is shown; the picture keeps room for its decoded bytes until the job hands it on (settles).
+    Nothing is held between events, while the model draws (else the second event here would
+    wait for ever)."""
     import contextlib
     import contextvars
     import threading
@@ -214,10 +218,10 @@ def test_streamed_events_are_read_within_the_workers_picture_budget(openai_stub)
     one = largest_answer_bytes(1536 * 1024)
     budget = MemoryBudget(one)
     lock, entered, inside, most = threading.Lock(), [], [0], [0]
-    results, held_on_return, errors = [], [], []
+    results, errors = [], []
 
     def job() -> None:
-        arrivals = Arrivals(budget)
+        arrivals, kept = Arrivals(budget), []
 
         @contextlib.contextmanager
         def gate(at_most):
@@ -227,7 +231,7 @@ def test_streamed_events_are_read_within_the_workers_picture_budget(openai_stub)
                     inside[0] += 1
                     most[0] = max(most[0], inside[0])
                 try:
-                    yield give_back
+                    yield lambda keep=0: (kept.append(keep), give_back(keep))
                 finally:
                     with lock:
                         inside[0] -= 1
@@ -236,8 +240,7 @@ def test_streamed_events_are_read_within_the_workers_picture_budget(openai_stub)
         try:
             with receive_gate(gate):
                 result = provider.generate(request, on_partial=partials.append)
-            held_on_return.append(budget.held)
-            results.append((result, partials))
+            results.append((result, partials, kept))
         except Exception as exc:   # reported below, with the others' outcome
             errors.append(exc)
         finally:
@@ -251,12 +254,142 @@ def test_streamed_events_are_read_within_the_workers_picture_budget(openai_stub)
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert not errors and len(results) == streams, (errors, len(results))
-    for result, partials in results:
+    for result, partials, kept in results:
         assert image_size(result.data) == (1536, 1024) and len(partials) == 2
+        assert kept == [0, 0, len(result.data)]                       # partials given back; the picture held
     assert entered == [one] * (streams * 3)                          # every event, partials included
     assert most[0] == 1                                               # one at a time: the budget's room
-    assert held_on_return == [one] * streams                          # the picture still counted
     assert budget.held == 0
+
+
+def noise_png(width: int, height: int) -> bytes:
+    """A PNG that does not compress (random pixels): as large as a photo's."""
+    import os
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def test_nothing_of_a_shown_partial_image_is_held_while_the_model_draws_the_next(openai_stub):
+    """Each event is a whole picture as base64 text; a worker keeps 64 streams open while their
+    models draw. Once a partial image is shown, nothing of it (its text, parsed or not, or its
+    bytes) may stay in memory until the next event comes: 64 streams held a GB that way when
+    the SDK's Stream read them. Measured with tracemalloc: every block of 256 KB or more alive
+    mid-pause, apart from the stub server's own."""
+    import threading
+    import tracemalloc
+
+    partial = base64.b64encode(noise_png(512, 512)).decode()      # ~1 MB of text
+    openai_stub.script([stream(partials=2, partial_b64=partial, pause=1.0)])
+    provider = make_provider(openai_stub, model="gpt-image-1.5", partial_images=2)
+    shown, results = threading.Event(), []
+
+    def on_partial(data: bytes) -> None:
+        shown.set()                                                 # the test keeps nothing of it
+
+    tracemalloc.start(40)
+    try:
+        caller = threading.Thread(daemon=True, target=lambda: results.append(
+            provider.generate(request_for(provider, "twitter-post"), on_partial=on_partial)))
+        caller.start()
+        assert shown.wait(10)
+        time.sleep(0.4)                                             # the partial is done with; the next is 0.6 s off
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, "*/tests/stubs/*", all_frames=True)])
+        caller.join(10)
+    finally:
+        tracemalloc.stop()
+    large = [trace for trace in snapshot.traces if trace.size >= 256 * 1024]
+    assert large == [], "\n\n".join("\n".join(trace.traceback.format()[-6:]) for trace in large)
+    assert len(results) == 1                                        # and the picture still came
+
+
+def _events(*events: dict) -> bytes:
+    import json
+
+    return b"".join(f"event: {event.get('type')}\ndata: {json.dumps(event)}\n\n".encode() for event in events)
+
+
+def test_streamed_events_are_read_whatever_their_framing(openai_stub):
+    """Server-sent events as the format allows them, not only as OpenAI sends them today: CRLF
+    or CR line ends (a CRLF split between two reads), comments, id and retry fields, an event's
+    JSON over several data lines, a [DONE] marker after the picture."""
+    picture = png_bytes(1536, 1024, (10, 200, 30))
+    preview = png_bytes(384, 256, (90, 90, 90))
+    partial = {"type": "image_generation.partial_image", "partial_image_index": 0,
+               "b64_json": base64.b64encode(preview).decode()}
+    completed = {"type": "image_generation.completed", "b64_json": base64.b64encode(picture).decode(),
+                 "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12, "input_tokens_details": None}}
+    import json
+
+    text = json.dumps(completed)
+    split = text.index('"b64_json"')
+    body = (b": keep-alive\r\n\r\n"
+            + _events(partial).replace(b"\n", b"\r\n")
+            + b"id: 7\rretry: 100\revent: image_generation.completed\r"
+            + f"data: {text[:split]}\rdata:{text[split:]}\r\r".encode()
+            + b"data: [DONE]\n\n")
+    cr_lf = body.index(b"\r\n", body.index(b"partial_image_index")) + 1       # between the CR and the LF
+    chunks = [body[:cr_lf], body[cr_lf:cr_lf + 5000], body[cr_lf + 5000:]]
+    openai_stub.script([raw_stream(chunks, pause=0.05)])
+    provider = make_provider(openai_stub, model="gpt-image-1.5")
+    partials: list[bytes] = []
+    result = provider.generate(request_for(provider, "twitter-post"), on_partial=partials.append)
+
+    assert partials == [preview]
+    assert result.data == picture
+    assert result.usage == {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}
+
+
+@pytest.mark.parametrize("event, failure, words", [
+    ({"error": {"message": "Your request was rejected by the safety system.", "code": "moderation_blocked"}},
+     ContentPolicyViolation, "safety system"),
+    ({"type": "error", "code": "rate_limit_exceeded", "message": "Too many images at once."},
+     ProviderRateLimited, "rate limited"),
+    ({"type": "error", "code": "server_error", "message": "The model fell over."},
+     ProviderError, "failed while drawing: The model fell over."),
+], ids=["error-object", "rate-limited-event", "server-error-event"])
+def test_an_error_event_inside_a_stream_is_a_coded_failure(openai_stub, event, failure, words):
+    """An error the model sends mid-stream (after a partial image) fails the job with its cause,
+    in either shape OpenAI's streams use: an `error` object, or an event of type `error`."""
+    openai_stub.script([stream(partials=1, final=event)])
+    provider = make_provider(openai_stub)
+    partials: list[bytes] = []
+    with pytest.raises(failure) as caught:
+        provider.generate(request_for(provider, "instagram-post"), on_partial=partials.append)
+    assert len(partials) == 1
+    assert words in caught.value.message
+    assert caught.value.retryable is (failure is not ContentPolicyViolation)
+    assert len(openai_stub.generations) == 1
+
+
+def test_a_stream_that_ends_before_its_picture_is_a_retryable_provider_error(openai_stub):
+    openai_stub.script([stream(partials=2, cut=True)])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request_for(provider, "instagram-post"), on_partial=lambda data: None)
+    assert caught.value.retryable is True and caught.value.code == ErrorCode.PROVIDER_ERROR
+    assert "ended before the image was completed" in caught.value.message
+
+
+def test_a_stream_that_stalls_between_events_times_out(openai_stub):
+    """The read timeout holds between events too: a model that stops sending is a timeout."""
+    openai_stub.script([stream(partials=2, pause=3.0)])
+    provider = make_provider(openai_stub, timeout=0.5)
+    partials: list[bytes] = []
+    with pytest.raises(JobTimedOut) as caught:
+        provider.generate(request_for(provider, "instagram-post"), on_partial=partials.append)
+    assert len(partials) == 1 and caught.value.retryable is True    # the first came; the second never did
+
+
+def test_a_streamed_event_that_is_not_json_is_a_retryable_provider_error(openai_stub):
+    openai_stub.script([raw_stream([b"event: image_generation.completed\ndata: {\"type\": \"image_gen\n\n"])])
+    provider = make_provider(openai_stub)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request_for(provider, "instagram-post"), on_partial=lambda data: None)
+    assert caught.value.retryable is True
+    assert "not a JSON object" in caught.value.message
 
 
 def test_no_streaming_without_a_callback(openai_stub):

@@ -79,13 +79,14 @@ class Arrivals:
     """One job's pictures on their way in, counted in the worker's budget from before they are
     read until the renderer counts them itself.
 
-    A picture's read (providers.base.receiving) first reserves what it may hold and waits for
-    the grant where a stopped job stops waiting; the reservation stays until `settle()`, which
-    the job calls once it has handed the pictures to render_each (which counts their bytes, or
-    puts them on disk), or until the reader gives it back itself (a partial image, shown and
-    dropped). Without this, 64 model answers arriving within one second were all in memory
-    before the first was counted. A read granted after its job ended (an abandoned model call)
-    gives its grant back and ends the call."""
+    A picture's read (providers.base.receiving) first reserves what it may hold at its peak and
+    waits for the grant where a stopped job stops waiting; the reservation stays until
+    `settle()`, which the job calls once it has handed the pictures to render_each (which counts
+    their bytes, or puts them on disk), or until the reader gives it back itself: all of it (a
+    partial image, shown and dropped) or all but what it still holds (the decoded picture, once
+    the body and its base64 text are gone). Without this, 64 model answers arriving within one
+    second were all in memory before the first was counted. A read granted after its job ended
+    (an abandoned model call) gives its grant back and ends the call."""
 
     def __init__(self, budget: MemoryBudget):
         self.budget = budget
@@ -94,7 +95,7 @@ class Arrivals:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def receiving(self, at_most: int) -> Iterator[Callable[[], None]]:
+    def receiving(self, at_most: int) -> Iterator[Callable[..., None]]:
         cost = min(max(at_most, 0), self.budget.limit)
         grant = self.budget.reserve(cost)
         try:
@@ -110,13 +111,16 @@ class Arrivals:
         if closed:
             self.budget.release(cost)
             raise RuntimeError("the job this picture was for has ended")
-        yield lambda: self._give_back(reservation)
+        yield lambda keep=0: self._give_back(reservation, keep)
 
-    def _give_back(self, reservation: object) -> None:
+    def _give_back(self, reservation: object, keep: int) -> None:
         with self._lock:
             cost = self._held.pop(reservation, 0)   # 0: settled already
-        if cost:
-            self.budget.release(cost)
+            kept = min(max(keep, 0), cost)
+            if kept:
+                self._held[reservation] = kept
+        if cost - kept:
+            self.budget.release(cost - kept)
 
     def settle(self) -> None:
         """The pictures read so far are the renderer's to count now."""

@@ -22,9 +22,10 @@ PartialImageCallback = Callable[[bytes], None]
 # with a memory budget binds a gate here for the job: the read waits until the budget has room
 # for it, so a burst of model answers arriving together is let in a few at a time instead of
 # all in memory at once (workers/rendering.py, Arrivals). What was read stays counted until the
-# job hands its pictures to the renderer, unless the reader gives it back sooner with what the
-# context yields (a partial image, gone once shown). Unbound (the CLI, tests): no wait.
-ReceiveGate = Callable[[int], contextlib.AbstractContextManager[Callable[[], None]]]
+# job hands its pictures to the renderer. The context yields `give_back(keep=0)`, with which the
+# reader counts only what it still holds once it knows (`keep` bytes: the decoded picture of a
+# read reserved at its peak; 0: a partial image, gone once shown). Unbound (the CLI, tests): no wait.
+ReceiveGate = Callable[[int], contextlib.AbstractContextManager[Callable[..., None]]]
 _receive_gate: contextvars.ContextVar[ReceiveGate | None] = contextvars.ContextVar("snapasset_receive_gate",
                                                                                    default=None)
 
@@ -37,10 +38,10 @@ def largest_answer_bytes(max_pixels: int) -> int:
 
 
 @contextlib.contextmanager
-def receiving(at_most: int) -> Iterator[Callable[[], None]]:
+def receiving(at_most: int) -> Iterator[Callable[..., None]]:
     """Around the read of up to `at_most` bytes of pictures (what the read itself holds at its
-    peak): it may wait for the worker's memory budget first. Yields what gives the reservation
-    back early, for bytes the reader no longer holds."""
+    peak): it may wait for the worker's memory budget first. Yields `give_back(keep=0)`, which
+    gives back all of the reservation but `keep` bytes, for bytes the reader no longer holds."""
     gate = _receive_gate.get()
     if gate is None:
         yield _nothing_held
@@ -49,7 +50,7 @@ def receiving(at_most: int) -> Iterator[Callable[[], None]]:
         yield give_back
 
 
-def _nothing_held() -> None:
+def _nothing_held(keep: int = 0) -> None:
     pass
 
 

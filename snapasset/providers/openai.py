@@ -15,7 +15,7 @@ import io
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from snapasset.errors import (
     ContentPolicyViolation, InvalidImage, JobFailure, JobTimedOut, ProviderError, ProviderRateLimited,
@@ -228,12 +228,15 @@ class OpenAIProvider:
         """The pictures of an answer whose headers have come and whose body has not been read:
         it is read once the worker has room for it (providers.base.receiving). The read holds
         the body, its parsed JSON (base64 text as long) and the decoded pictures: about three
-        times its Content-Length; without one, what `pictures` of the largest size may take."""
+        times its Content-Length; without one, what `pictures` of the largest size may take.
+        Once read, only the decoded pictures stay counted."""
         with answer as response:
             length = response.headers.get("content-length", "")
             cost = 3 * int(length) if length.isdigit() else pictures * largest_answer_bytes(self.max_pixels)
-            with receiving(cost):
-                return self._collect(response.parse())
+            with receiving(cost) as give_back:
+                result = self._collect(response.parse())
+                give_back(keep=sum(map(len, (result.data, *result.variants))))
+                return result
 
     def _collect(self, response) -> GeneratedImage:
         items = list(response.data or [])
@@ -245,37 +248,43 @@ class OpenAIProvider:
                               revised_prompt=getattr(items[0], "revised_prompt", None), usage=usage)
 
     def _generate_streaming(self, params: dict, on_partial: PartialImageCallback) -> GeneratedImage:
-        """The events of a streamed answer, each read once the worker has room for one picture of
-        the size asked for (providers.base.receiving): a partial image gives its room back once
-        shown, the completed picture keeps it until the job hands it to the renderer. Between
-        events, while the model draws, the call holds nothing."""
+        """The events of a streamed answer (_StreamedEvents), each read once the worker has room
+        for one picture of the size asked for: a partial image gives its room back once shown,
+        the completed picture keeps room for its decoded bytes until the job hands it to the
+        renderer. Between events, while the model draws, the call holds nothing of them."""
         width, height = (int(side) for side in params["size"].split("x"))
         with self._openai().images.with_streaming_response.generate(
                 **params, stream=True, partial_images=self._partial_images) as answer:
-            reads = _EventReads.around(answer.http_response, largest_answer_bytes(width * height))
-            events = answer.parse()
+            events = _StreamedEvents(answer.http_response, largest_answer_bytes(width * height))
             try:
                 for event in events:
-                    kind = getattr(event, "type", None)
-                    if kind == "image_generation.partial_image":
-                        try:
-                            partial = _verified_image(event.b64_json, "partial image")
-                        except InvalidImage:
-                            partial = None   # a bad preview is not worth failing the job for
-                        if partial is not None:
-                            on_partial(partial)
-                        reads.done()
-                    elif kind == "image_generation.completed":
-                        data = _verified_image(event.b64_json, "image")
-                        usage = event.usage.model_dump(exclude_none=True) if getattr(event, "usage", None) else None
-                        reads.keep()
-                        return GeneratedImage(data=data, provider=self.name, model=self.model, usage=usage)
-                    else:
-                        reads.done()
+                    picture = self._streamed_event(event, events, on_partial)
+                    del event   # nothing of it is held while the next one is awaited
+                    if picture is not None:
+                        return picture
             finally:
-                reads.done()
-                events.close()
+                events.done()
         raise ProviderError("the image model's stream ended before the image was completed", retryable=True)
+
+    def _streamed_event(self, event: dict, events: "_StreamedEvents",
+                        on_partial: PartialImageCallback) -> GeneratedImage | None:
+        """The picture, for the completed event; None for the others, shown and dropped."""
+        kind = event.get("type")
+        if kind == "image_generation.completed":
+            data = _verified_image(event.pop("b64_json", None), "image")
+            events.keep(len(data))
+            usage = event.get("usage")
+            return GeneratedImage(data=data, provider=self.name, model=self.model,
+                                  usage=_without_none(usage) if isinstance(usage, dict) else None)
+        if kind == "image_generation.partial_image":
+            try:
+                partial = _verified_image(event.pop("b64_json", None), "partial image")
+            except InvalidImage:
+                partial = None   # a bad preview is not worth failing the job for
+            if partial is not None:
+                on_partial(partial)
+        events.done()
+        return None
 
     # -- errors ------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
@@ -328,59 +337,125 @@ class OpenAIProvider:
         return ProviderError(f"the image model refused the request ({status}): {detail}", retryable=False)
 
 
-class _EventReads:
-    """The bytes of an event stream, each event read inside providers.base.receiving.
+class _StreamedEvents:
+    """The JSON of each server-sent event of a streamed answer, read from the HTTP response.
 
-    The reservation is taken when an event's first bytes come (the rest wait in the socket
-    until it is granted) and ends when the reader says it is done with the event (given back)
-    or keeps its picture (counted until the job settles). Installed as the HTTP response's
-    byte stream before the SDK reads any of it, so the SDK still parses the events."""
+    Each event is read inside providers.base.receiving: its room is reserved when its first
+    bytes come (the rest wait in the socket until it is granted) and ends when the reader says
+    it is done with the event (`done`) or keeps its picture (`keep`: counted until the job
+    settles). Read here rather than by the SDK's Stream because each event is a whole picture
+    as base64 text (6 MB for 1536×1536) and the SDK's iterators keep the last event, parsed and
+    unparsed, while they wait for the next, for the seconds the model draws: 64 streams held a
+    GB that way. Here an event's line is parsed in place and nothing is kept between events.
+    Error events raise openai.APIError, as the SDK's Stream does; transport failures raise the
+    SDK's APITimeoutError / APIConnectionError."""
 
-    def __init__(self, raw, at_most: int):
-        self._raw = raw
+    def __init__(self, response, at_most: int):
+        self._response = response
         self._at_most = at_most
         self._held: contextlib.ExitStack | None = None
         self._give_back = None
+        self._data: list[bytearray] = []   # the data lines of the event being read
 
-    @classmethod
-    def around(cls, http_response, at_most: int) -> "_EventReads":
-        reads = cls(http_response.stream, at_most)
-        # the SDK's HTTP library (httpx, or httpx2 in newer SDKs) reads only its own stream type
-        library = sys.modules[type(http_response).__module__.partition(".")[0]]
+    def __iter__(self) -> Iterator[dict]:
+        import openai
 
-        class GatedStream(library.SyncByteStream):
-            def __iter__(self):
-                return reads._chunks()
+        # the SDK's HTTP library (httpx, or httpx2 in newer SDKs), for its exception types
+        library = sys.modules[type(self._response).__module__.partition(".")[0]]
+        request = self._response.request
+        try:
+            yield from self._events(self._response.iter_bytes())
+        except library.TimeoutException:
+            raise openai.APITimeoutError(request=request) from None
+        except library.RequestError:
+            raise openai.APIConnectionError(request=request) from None
 
-            def close(self):
-                reads._raw.close()
+    def _events(self, chunks: Iterator[bytes]) -> Iterator[dict]:
+        line, after_cr = bytearray(), False   # the line so far; the last chunk ended in CR
+        for chunk in chunks:
+            start = 1 if after_cr and chunk[:1] == b"\n" else 0   # a CRLF split between chunks
+            after_cr = False
+            for end in _LINE_END.finditer(chunk, start):
+                self._reserve()
+                line += memoryview(chunk)[start:end.start()]
+                start, after_cr = end.end(), end.group() == b"\r" and end.end() == len(chunk)
+                if self._field(line):
+                    yield self._dispatch()   # a temporary: the generator keeps nothing of it
+                line = bytearray()
+            if start < len(chunk):
+                self._reserve()
+                line += memoryview(chunk)[start:]
+        if line and self._field(line):
+            yield self._dispatch()
 
-        http_response.stream = GatedStream()
-        return reads
+    def _field(self, line: bytearray) -> bool:
+        """Take in one line (the SSE format's fields); True when it ends an event that has data."""
+        if not line:
+            return bool(self._data)
+        colon = line.find(b":")
+        name = bytes(line if colon < 0 else line[:colon])
+        if name == b"data":
+            value_at = colon + 1 + (line[colon + 1:colon + 2] == b" ") if colon >= 0 else len(line)
+            del line[:value_at]   # in place: the picture's base64 text is not copied
+            self._data.append(line)
+        return False   # `event`, `id`, `retry` and comments: the JSON says what the event is
 
-    def _chunks(self):
-        for chunk in self._raw:
-            if self._held is None:   # an event's first bytes: wait for room before reading the rest
-                held = contextlib.ExitStack()
-                self._give_back = held.enter_context(receiving(self._at_most))
-                self._held = held
-            yield chunk
+    def _dispatch(self) -> dict:
+        import json
+
+        import openai
+
+        data, self._data = self._data, []
+        text = data[0] if len(data) == 1 else b"\n".join(data)
+        del data
+        if text == b"[DONE]":
+            return {}   # the end, as some OpenAI streams mark it: no picture came before it
+        try:
+            event = json.loads(text)
+        except ValueError:
+            event = None
+        del text
+        if not isinstance(event, dict):
+            raise ProviderError("the image model sent an event that is not a JSON object", retryable=True)
+        error = event.get("error") if isinstance(event.get("error"), dict) else (
+            event if event.get("type") == "error" else None)
+        if error is not None:
+            message = error.get("message") if isinstance(error.get("message"), str) else None
+            raise openai.APIError(message or "An error occurred during streaming", self._response.request,
+                                  body=error)
+        return event
+
+    def _reserve(self) -> None:
+        """An event's first bytes: wait for room before reading the rest."""
+        if self._held is None:
+            held = contextlib.ExitStack()
+            self._give_back = held.enter_context(receiving(self._at_most))
+            self._held = held
 
     def done(self) -> None:
         """The event read last is gone: its room is given back."""
-        self._end(give_back=True)
+        self._end(keep=0)
 
-    def keep(self) -> None:
-        """The event read last is the job's picture: it stays counted until the job settles."""
-        self._end(give_back=False)
+    def keep(self, held: int) -> None:
+        """The event read last is the job's picture, `held` bytes: counted until the job settles."""
+        self._end(keep=held)
 
-    def _end(self, *, give_back: bool) -> None:
+    def _end(self, *, keep: int) -> None:
         if self._held is None:
             return
-        if give_back:
-            self._give_back()
+        self._give_back(keep)
         held, self._held = self._held, None
         held.close()
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _without_none(value):
+    """A JSON value with the null members of its objects left out (as model_dump(exclude_none))."""
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    return value
 
 
 def _uploads(images: tuple[bytes, ...]) -> list[tuple[str, bytes, str]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from ._server import RecordedRequest, Reply, StubServer
 
-__all__ = ["OpenAIImagesStub", "Scripted", "success", "stream", "moderation_blocked", "rate_limited",
+__all__ = ["OpenAIImagesStub", "Scripted", "success", "stream", "raw_stream", "moderation_blocked", "rate_limited",
            "server_error", "error", "garbage", "slow", "png_bytes", "form_fields", "EDIT_PAINT"]
 
 EDIT_PAINT = (255, 0, 200)
@@ -61,6 +61,10 @@ class Scripted:
     image_b64: str | None = None      # overrides the generated image
     delay: float = 0.0
     pause: float = 0.0                # between a stream's events
+    partial_b64: str | None = None    # overrides the generated partial images
+    final: dict | None = None         # a stream's last event instead of image_generation.completed
+    cut: bool = False                 # the stream ends without its last event
+    chunks: list[bytes] | None = None  # raw_stream: the body's bytes, exactly so
 
 
 def success(*, revised_prompt: str | None = None, usage: dict | None = DEFAULT_USAGE,
@@ -68,10 +72,17 @@ def success(*, revised_prompt: str | None = None, usage: dict | None = DEFAULT_U
     return Scripted("success", revised_prompt=revised_prompt, usage=usage, image_b64=image_b64)
 
 
-def stream(partials: int = 2, *, image_b64: str | None = None, pause: float = 0.0) -> Scripted:
-    """SSE: ``partials`` image_generation.partial_image events, then image_generation.completed,
-    ``pause`` seconds apart."""
-    return Scripted("stream", partials=partials, image_b64=image_b64, pause=pause)
+def stream(partials: int = 2, *, image_b64: str | None = None, pause: float = 0.0, partial_b64: str | None = None,
+           final: dict | None = None, cut: bool = False) -> Scripted:
+    """SSE: ``partials`` image_generation.partial_image events, then image_generation.completed
+    (or the event ``final``, or nothing when ``cut``), ``pause`` seconds apart."""
+    return Scripted("stream", partials=partials, image_b64=image_b64, pause=pause, partial_b64=partial_b64,
+                    final=final, cut=cut)
+
+
+def raw_stream(chunks: list[bytes], *, pause: float = 0.0) -> Scripted:
+    """A text/event-stream body of exactly these bytes, sent chunk by chunk ``pause`` seconds apart."""
+    return Scripted("raw_stream", chunks=chunks, pause=pause)
 
 
 def error(status: int, message: str, *, code: str | None = None, type: str = "invalid_request_error",
@@ -134,10 +145,6 @@ class OpenAIImagesStub(StubServer):
     def edits(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == EDITS]
 
-    @property
-    def edits(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == "/v1/images/edits"]
-
     def _next(self) -> Scripted:
         with self._script_lock:
             return self._script.popleft() if self._script else success()
@@ -156,6 +163,9 @@ class OpenAIImagesStub(StubServer):
         scripted = self._next()
         if scripted.kind == "error":
             reply = Reply.json(scripted.body, scripted.status, scripted.headers)
+        elif scripted.kind == "raw_stream":
+            reply = Reply(status=200, headers={"Content-Type": "text/event-stream"}, chunks=scripted.chunks,
+                          pause=scripted.pause)
         elif scripted.kind == "stream" or (scripted.kind == "success" and params.get("stream")):
             reply = self._stream(params, scripted)
         else:
@@ -211,17 +221,19 @@ class OpenAIImagesStub(StubServer):
         for index in range(count):
             shade = 60 + 40 * index
             event = {"type": "image_generation.partial_image", "partial_image_index": index,
-                     "b64_json": _b64(png_bytes(width // 4, height // 4, (shade, shade, shade))), **common}
+                     "b64_json": scripted.partial_b64 or _b64(png_bytes(width // 4, height // 4, (shade,) * 3)),
+                     **common}
             chunks.append(_sse(event))
-        final = {"type": "image_generation.completed",
-                 "b64_json": scripted.image_b64 or _b64(png_bytes(width, height)),
-                 "usage": scripted.usage or DEFAULT_USAGE, **common}
-        chunks.append(_sse(final))
+        final = scripted.final or {"type": "image_generation.completed",
+                                   "b64_json": scripted.image_b64 or _b64(png_bytes(width, height)),
+                                   "usage": scripted.usage or DEFAULT_USAGE, **common}
+        if not scripted.cut:
+            chunks.append(_sse(final))
         return Reply(status=200, headers={"Content-Type": "text/event-stream"}, chunks=chunks, pause=scripted.pause)
 
 
 def _sse(event: dict) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    return f"event: {event.get('type', 'error')}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def form_fields(request: RecordedRequest) -> dict[str, bytes]:
