@@ -373,6 +373,21 @@ def test_a_stream_that_ends_before_its_picture_is_a_retryable_provider_error(ope
     assert "ended before the image was completed" in caught.value.message
 
 
+def test_a_streamed_event_larger_than_any_picture_of_its_size_is_refused_while_it_is_read(openai_stub):
+    """A model (or something between) that sends more than a picture of the size asked for can
+    be (uncompressed, as base64) is cut off there: the worker's room for the read is sized for
+    that picture, and an unending line would take the process's memory."""
+    chunk = b"A" * (1 << 20)
+    body = [b"event: image_generation.completed\ndata: {\"type\": \"image_generation.completed\", \"b64_json\": \""]
+    body += [chunk] * 12 + [b'"}\n\n']                              # 12 MB: 1536x1024 RGBA is 8.4 MB as base64
+    openai_stub.script([raw_stream(body)])
+    provider = make_provider(openai_stub, model="gpt-image-1.5")
+    with pytest.raises(InvalidImage) as caught:
+        provider.generate(request_for(provider, "twitter-post"), on_partial=lambda data: None)
+    assert "larger than a picture of the size asked for" in caught.value.message
+    assert caught.value.retryable is False
+
+
 def test_a_stream_that_stalls_between_events_times_out(openai_stub):
     """The read timeout holds between events too: a model that stops sending is a timeout."""
     openai_stub.script([stream(partials=2, pause=3.0)])

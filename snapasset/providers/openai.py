@@ -255,7 +255,8 @@ class OpenAIProvider:
         width, height = (int(side) for side in params["size"].split("x"))
         with self._openai().images.with_streaming_response.generate(
                 **params, stream=True, partial_images=self._partial_images) as answer:
-            events = _StreamedEvents(answer.http_response, largest_answer_bytes(width * height))
+            events = _StreamedEvents(answer.http_response, largest_answer_bytes(width * height),
+                                     longest=_EVENT_OVERHEAD + 4 * -(-4 * width * height // 3))
             try:
                 for event in events:
                     picture = self._streamed_event(event, events, on_partial)
@@ -350,9 +351,11 @@ class _StreamedEvents:
     Error events raise openai.APIError, as the SDK's Stream does; transport failures raise the
     SDK's APITimeoutError / APIConnectionError."""
 
-    def __init__(self, response, at_most: int):
+    def __init__(self, response, at_most: int, *, longest: int):
         self._response = response
         self._at_most = at_most
+        self._longest = longest   # an event's data, at most: an uncompressed RGBA picture as base64, and JSON
+        self._length = 0          # of the event being read, so far
         self._held: contextlib.ExitStack | None = None
         self._give_back = None
         self._data: list[bytearray] = []   # the data lines of the event being read
@@ -376,25 +379,31 @@ class _StreamedEvents:
             start = 1 if after_cr and chunk[:1] == b"\n" else 0   # a CRLF split between chunks
             after_cr = False
             for end in _LINE_END.finditer(chunk, start):
-                self._reserve()
-                line += memoryview(chunk)[start:end.start()]
+                self._take(line, memoryview(chunk)[start:end.start()])
                 start, after_cr = end.end(), end.group() == b"\r" and end.end() == len(chunk)
                 if self._field(line):
                     yield self._dispatch()   # a temporary: the generator keeps nothing of it
                 line = bytearray()
             if start < len(chunk):
-                self._reserve()
-                line += memoryview(chunk)[start:]
-        if line and self._field(line):
-            yield self._dispatch()
+                self._take(line, memoryview(chunk)[start:])
+        # the end of the body: an event not ended by an empty line is dropped, as the format says
+
+    def _take(self, line: bytearray, piece: memoryview) -> None:
+        self._reserve()
+        self._length += len(piece)
+        if self._length > self._longest:
+            raise InvalidImage("the image model sent an event larger than a picture of the size asked for")
+        line += piece
 
     def _field(self, line: bytearray) -> bool:
         """Take in one line (the SSE format's fields); True when it ends an event that has data."""
         if not line:
+            self._length = 0
+            if not self._data:
+                self.done()   # a comment or a keep-alive: nothing to keep room for while the model draws
             return bool(self._data)
         colon = line.find(b":")
-        name = bytes(line if colon < 0 else line[:colon])
-        if name == b"data":
+        if (line[:colon] if colon >= 0 else line) == b"data":
             value_at = colon + 1 + (line[colon + 1:colon + 2] == b" ") if colon >= 0 else len(line)
             del line[:value_at]   # in place: the picture's base64 text is not copied
             self._data.append(line)
@@ -449,6 +458,7 @@ class _StreamedEvents:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+_EVENT_OVERHEAD = 64 * 1024   # an event's fields and JSON besides the picture
 
 
 def _without_none(value):
