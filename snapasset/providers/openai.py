@@ -370,7 +370,7 @@ class _StreamedEvents:
             yield from self._events(self._response.iter_bytes())
         except library.TimeoutException:
             raise openai.APITimeoutError(request=request) from None
-        except library.RequestError:
+        except (library.RequestError, OSError):   # OSError: a TLS failure the library does not wrap
             raise openai.APIConnectionError(request=request) from None
 
     def _events(self, chunks: Iterator[bytes]) -> Iterator[dict]:
