@@ -256,7 +256,7 @@ class OpenAIProvider:
         with self._openai().images.with_streaming_response.generate(
                 **params, stream=True, partial_images=self._partial_images) as answer:
             events = _StreamedEvents(answer.http_response, largest_answer_bytes(width * height),
-                                     longest=_EVENT_OVERHEAD + 4 * -(-4 * width * height // 3))
+                                     longest=_longest_event(width * height))
             try:
                 for event in events:
                     picture = self._streamed_event(event, events, on_partial)
@@ -354,7 +354,7 @@ class _StreamedEvents:
     def __init__(self, response, at_most: int, *, longest: int):
         self._response = response
         self._at_most = at_most
-        self._longest = longest   # an event's data, at most: an uncompressed RGBA picture as base64, and JSON
+        self._longest = longest   # an event's bytes, at most (_longest_event)
         self._length = 0          # of the event being read, so far
         self._held: contextlib.ExitStack | None = None
         self._give_back = None
@@ -458,7 +458,12 @@ class _StreamedEvents:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_EVENT_OVERHEAD = 64 * 1024   # an event's fields and JSON besides the picture
+
+
+def _longest_event(pixels: int) -> int:
+    """The most an event may carry for a picture of `pixels`: as an uncompressed RGBA PNG would
+    be as base64, and 64 KB for the event's fields and the rest of its JSON."""
+    return 4 * -(-4 * pixels // 3) + 64 * 1024
 
 
 def _without_none(value):
