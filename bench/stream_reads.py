@@ -42,18 +42,17 @@ def _serve(pictures, latency, conn) -> None:
 
 
 def serve_elsewhere(pictures, latency):
-    """A StreamingImagesServer in a process of its own (its base64 answers are not in our RSS)."""
+    """A StreamingImagesServer in a process of its own (its base64 answers are not in our RSS):
+    its base URL, and what stops it (it also ends when this process does: its pipe closes)."""
     import multiprocessing
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(target=_serve, args=(pictures, latency, theirs), daemon=True)
     process.start()
-    server = type("Served", (), {"base_url": ours.recv()})
-
     def stop() -> None:
         ours.send(None)
         process.join(10)
-    return server, stop
+    return ours.recv(), stop
 
 
 def main() -> None:
@@ -65,8 +64,8 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=int, default=107, help="the worker's picture budget (its log says it)")
     args = parser.parse_args()
     return_freed_memory()   # as the worker does at start
-    server, stop = serve_elsewhere(photo_pictures(args.streams, SIZE), latency=2.0)
-    provider = OpenAIProvider(api_key="sk-bench", base_url=server.base_url, model="gpt-image-2")
+    base_url, stop = serve_elsewhere(photo_pictures(args.streams, SIZE), latency=2.0)
+    provider = OpenAIProvider(api_key="sk-bench", base_url=base_url, model="gpt-image-2")
     budget = MemoryBudget(args.budget_mb * 2**20)
     process = psutil.Process()
     base, peak, sampling = process.memory_info().rss, [0], threading.Event()
