@@ -342,6 +342,27 @@ def test_streamed_events_are_read_whatever_their_framing(openai_stub):
     assert result.usage == {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}
 
 
+def test_the_event_reader_gives_the_same_events_however_the_body_is_split():
+    """The reader's framing against every way the network may cut a body: at each byte (a CRLF
+    split between its CR and LF included), one byte at a time, and with empty reads between."""
+    from snapasset.providers.openai import _StreamedEvents
+
+    first = {"type": "image_generation.partial_image", "b64_json": "QUJD", "partial_image_index": 0}
+    second = {"type": "image_generation.completed", "b64_json": "REVG", "usage": {"total_tokens": 3}}
+    import json
+
+    body = (b": hello\r\n\r\n" + f"event: x\r\ndata: {json.dumps(first)}\r\n\r\n".encode()
+            + f"id: 1\rdata: {json.dumps(second)[:39]}\r\ndata: {json.dumps(second)[39:]}\r\r".encode())
+
+    def read(chunks):
+        return list(_StreamedEvents(None, 0, longest=1 << 20)._events(iter(chunks)))
+
+    assert read([body]) == [first, second]
+    for cut in range(1, len(body)):
+        assert read([body[:cut], b"", body[cut:]]) == [first, second], cut
+    assert read([body[i:i + 1] for i in range(len(body))]) == [first, second]
+
+
 @pytest.mark.parametrize("event, failure, words", [
     ({"error": {"message": "Your request was rejected by the safety system.", "code": "moderation_blocked"}},
      ContentPolicyViolation, "safety system"),

@@ -376,6 +376,8 @@ class _StreamedEvents:
     def _events(self, chunks: Iterator[bytes]) -> Iterator[dict]:
         line, after_cr = bytearray(), False   # the line so far; the last chunk ended in CR
         for chunk in chunks:
+            if not chunk:
+                continue
             start = 1 if after_cr and chunk[:1] == b"\n" else 0   # a CRLF split between chunks
             after_cr = False
             for end in _LINE_END.finditer(chunk, start):
