@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.providers import photo_pictures  # noqa: E402
+from bench.providers import StreamingImagesServer, photo_pictures  # noqa: E402
 from bench.worker_concurrency import Stack, mb, procfile_worker_command, report, run_jobs  # noqa: E402
 
 
@@ -44,15 +44,12 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(int(side) for side in args.size.split("x"))
     platforms = args.platforms.split(",")
-    server = None
     if args.stream:
         from snapasset.platforms import PLATFORMS
         from snapasset.providers.openai import OpenAIProvider
         size = OpenAIProvider(api_key="sk-bench").choose_size([PLATFORMS[p] for p in platforms])
     pictures = photo_pictures(args.jobs, size)
-    if args.stream:
-        from bench.providers import StreamingImagesServer
-        server = StreamingImagesServer(pictures, args.latency)
+    server = StreamingImagesServer(pictures, args.latency) if args.stream else None
 
     with tempfile.TemporaryDirectory(prefix="snapasset-bench-") as tmp:
         stack = Stack(Path(tmp), pictures, size)

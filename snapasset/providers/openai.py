@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import copy
 import io
+import json
 import re
 import sys
 import threading
@@ -412,8 +413,6 @@ class _StreamedEvents:
         return False   # `event`, `id`, `retry` and comments: the JSON says what the event is
 
     def _dispatch(self) -> dict:
-        import json
-
         import openai
 
         data, self._data = self._data, []
